@@ -1,0 +1,60 @@
+// Encodes the feather-shim spec, format version 1 (docs/shim-spec.md): NUL-terminated
+// `key=value` records, so that no argument ever needs quoting.
+import { FeatherError } from '../../shared/errors.js';
+import type { BindMount, DeviceNode, NetworkMode } from './types.js';
+
+export const SPEC_VERSION = 1;
+
+export interface ShimSpec {
+  name: string;
+  rootfs: string;
+  /** Topmost first. */
+  lowers: string[];
+  upper: string;
+  work: string;
+  args: string[];
+  env: string[];
+  cwd?: string | undefined;
+  network: NetworkMode;
+  cgroups: string[];
+  userns?: { uid: number; gid: number; size: number } | undefined;
+  tty: boolean;
+  detach: boolean;
+  init: boolean;
+  statePath?: string | undefined;
+  logPath?: string | undefined;
+  logMaxBytes?: number | undefined;
+  binds: BindMount[];
+  devices: DeviceNode[];
+}
+
+export function encodeSpec(spec: ShimSpec): Buffer {
+  const records: string[] = [];
+  const add = (key: string, value: string | number): void => {
+    const v = String(value);
+    if (v.includes('\0')) throw new FeatherError('BAD_REQUEST', `${key} must not contain a NUL byte`);
+    records.push(`${key}=${v}`);
+  };
+  add('version', SPEC_VERSION);
+  add('name', spec.name);
+  add('rootfs', spec.rootfs);
+  for (const lower of spec.lowers) add('lower', lower);
+  add('upper', spec.upper);
+  add('work', spec.work);
+  if (spec.args.length === 0) throw new FeatherError('BAD_REQUEST', 'a container needs a command to run');
+  for (const arg of spec.args) add('arg', arg);
+  for (const e of spec.env) add('env', e);
+  if (spec.cwd) add('cwd', spec.cwd);
+  add('network', spec.network);
+  for (const dir of spec.cgroups) add('cgroup', dir);
+  if (spec.userns) add('userns', `${spec.userns.uid}:${spec.userns.gid}:${spec.userns.size}`);
+  if (spec.tty) add('tty', 1);
+  if (spec.detach) add('detach', 1);
+  if (spec.init) add('init', 1);
+  if (spec.statePath) add('state', spec.statePath);
+  if (spec.logPath) add('log', spec.logPath);
+  if (spec.logMaxBytes) add('log_max', spec.logMaxBytes);
+  for (const b of spec.binds) add('bind', `${b.source}\t${b.target}\t${b.readonly ? 'ro' : 'rw'}`);
+  for (const d of spec.devices) add('device', `${d.hostPath}\t${d.containerPath}`);
+  return Buffer.from(records.map((r) => r + '\0').join(''), 'utf8');
+}
