@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// feather-agent: the device daemon and the local container CLI. A table of commands;
+// each handler lives with its domain (containers.ts, images.ts, daemon.ts, info.ts).
+import { readFileSync } from 'node:fs';
+import { loadAgentConfig } from '../../shared/config/agent.js';
+import { configureLogging } from '../../shared/logging.js';
+import { errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
+import { DataPaths } from '../paths.js';
+import { containerCommands } from './containers.js';
+import { imageCommands } from './images.js';
+import type { CliContext, CommandHandler } from './context.js';
+
+const USAGE = `usage: feather-agent <command> [options]
+
+Containers:
+  run --image NAME [--name N] [--shell PATH] [--memory 128Mi] [--cpus 0.5] [--pids 10]
+      [--cpuset 0-1] [--network none|host] [--userns] [--init] [--rm] [-d] [-it] [-e K=V] [-- CMD ARGS...]
+  start NAME [-a] [-t]       ps [--all] [--json]        stop NAME [--timeout S]
+  rm NAME [--force]          logs NAME [--tail N] [-f]  gc
+Images:
+  images [--json]            pull URL --name NAME --sha256 HEX
+  image import FILE --name NAME [--sha256 HEX]        image rm NAME
+  image verify               image build RECIPE [--name N]   image build-all   image recipes
+Global options: --data-dir DIR (env FEATHER_DATA_DIR), --config FILE (env FEATHER_CONFIG)
+`;
+
+const commands: Record<string, CommandHandler> = {
+  ...containerCommands,
+  ...imageCommands,
+  version: async (_argv, ctx) => { ctx.out(packageVersion()); return 0; },
+  help: async (_argv, ctx) => { ctx.out(USAGE.trimEnd()); return 0; },
+};
+
+function packageVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'feather-fleet' && pkg.version) return pkg.version;
+    } catch { /* try the next location */ }
+  }
+  return 'unknown';
+}
+
+/** Pulls the global options out of argv (before a `--`), wherever they stand. */
+function extractGlobals(argv: string[]): { rest: string[]; dataDir?: string; config?: string } {
+  const rest: string[] = [];
+  const found: { dataDir?: string; config?: string } = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') { rest.push(...argv.slice(i)); break; }
+    const m = /^--(data-dir|config)(?:=(.*))?$/.exec(arg);
+    if (!m) { rest.push(arg); continue; }
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw Object.assign(new Error(`--${m[1]} needs a value`), { code: 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' });
+    if (m[1] === 'data-dir') found.dataDir = value; else found.config = value;
+  }
+  return { rest, ...found };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const out = (line: string): void => { process.stdout.write(line + '\n'); };
+  const err = (line: string): void => { process.stderr.write(`feather-agent: ${line}\n`); };
+  try {
+    const { rest, dataDir, config: configFile } = extractGlobals(argv);
+    const [name, ...args] = rest;
+    if (!name || name === '--help' || name === '-h') { out(USAGE.trimEnd()); return name ? 0 : 2; }
+    const handler = commands[name];
+    if (!handler) { err(`unknown command "${name}"; feather-agent help lists the commands`); return 2; }
+    if (name !== 'daemon') configureLogging({ level: (process.env['FEATHER_LOG_LEVEL'] as 'warn' | undefined) ?? 'warn' });
+    const config = loadAgentConfig({ file: configFile, overrides: { dataDir } });
+    const ctx: CliContext = { config, paths: new DataPaths(config.dataDir), out, err, isTTY: Boolean(process.stdout.isTTY) };
+    return await handler(args, ctx);
+  } catch (e: unknown) {
+    if (isFeatherError(e)) {
+      err(e.message);
+      return e.code === 'BAD_REQUEST' ? 2 : 1;
+    }
+    const code = errnoCode(e);
+    if (code?.startsWith('ERR_PARSE_ARGS')) { err(messageOf(e)); return 2; }
+    err(`unexpected error: ${messageOf(e)}`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
