@@ -29,3 +29,36 @@ export interface CgroupManager {
   /** Names of the containers that have a cgroup under feather/. */
   list(): string[];
 }
+
+// ---- Extensions (cgroup backends): what detectCgroups() returns beyond CgroupManager. ----
+
+/** Controllers the backends manage. cpuacct and devices exist as such on v1 only. */
+export type CgroupController = 'memory' | 'cpu' | 'cpuacct' | 'pids' | 'cpuset' | 'devices';
+
+/** One device-cgroup rule (v1 devices.allow / devices.deny syntax: "c 195:* rwm", "a"). */
+export interface DeviceRule {
+  allow: boolean;
+  /** 'a' = all devices (major, minor and access are ignored). */
+  type: 'a' | 'b' | 'c';
+  /** undefined = any ('*'). */
+  major?: number | undefined;
+  minor?: number | undefined;
+  /** Some of r (read), w (write), m (mknod). */
+  access: string;
+}
+
+export type DeviceCgroupResult =
+  /** The rules are in place; the shim must also write the pid to each of `dirs`. */
+  | { supported: true; dirs: string[] }
+  /** Nothing was done; `reason` says why (cgroup v2 needs a BPF program, or no devices controller). */
+  | { supported: false; reason: string };
+
+export interface CgroupBackend extends CgroupManager {
+  /** Where each managed controller lives (its hierarchy's mount); absent = not available on this host. */
+  readonly controllers: Readonly<Partial<Record<CgroupController, string>>>;
+  /**
+   * Restrict device access for a container, in rule order, before its workload starts. On v1 this makes
+   * devices/feather/<name> (if needed) and writes the rules; on v2 it reports that it is not supported.
+   */
+  setDevices(name: string, rules: readonly DeviceRule[]): DeviceCgroupResult;
+}
