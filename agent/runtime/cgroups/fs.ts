@@ -72,6 +72,10 @@ function hint(op: 'write' | 'read' | 'create' | 'remove', file: string, errno: s
       if (file.startsWith('cpuset.')) return 'the cores or memory nodes are not in the parent\'s cpuset (see cpuset.cpus.effective / cpuset.effective_cpus)';
       if (file.startsWith('memory.')) return 'the kernel refused the value: below current usage, or memsw below the memory limit';
       return 'the kernel refused the value: check the limit is within what the host allows';
+    case 'ERANGE':
+      return file.startsWith('cpuset.')
+        ? 'no such cores or memory nodes on this host (see /sys/devices/system/cpu/online and /sys/devices/system/node/online)'
+        : 'the value is out of the range the kernel accepts';
     case 'ENOSPC':
       return file.startsWith('cpuset.') || file === 'cgroup.procs'
         ? 'the cgroup has no cpus or mems to run on: set cpuset.cpus and cpuset.mems first'
