@@ -1,0 +1,29 @@
+/* The shim <-> container channel: one SOCK_SEQPACKET pair, close-on-exec.
+ * Parent -> child: "go" once the cgroups (and id maps) are in place.
+ * Child -> parent: an error (then the child exits), or the tty master fd.
+ * EOF on the parent's end means every copy of the child's end was closed: the workload exec'd. */
+#ifndef FEATHER_CHAN_H
+#define FEATHER_CHAN_H
+
+#include "error.h"
+
+enum chan_type { CHAN_GO = 1, CHAN_ERR = 2, CHAN_PTY = 3 };
+
+struct chan_msg {
+  int type;
+  int code;
+  int errnum;
+  char msg[SHIM_ERR_MAX];
+};
+
+int chan_pair(int sv[2], struct shim_err *err);
+int chan_send_go(int fd, struct shim_err *err);
+/* 1 when "go" arrived, 0 when the parent is gone (EOF). */
+int chan_wait_go(int fd, struct shim_err *err);
+/* Best effort: the child is about to exit anyway. */
+void chan_send_err(int fd, const struct shim_err *e);
+int chan_send_fd(int fd, int passfd, struct shim_err *err);
+/* 1 with a message (and *passfd for CHAN_PTY), 0 on EOF. */
+int chan_recv(int fd, struct chan_msg *m, int *passfd, struct shim_err *err);
+
+#endif
