@@ -38,7 +38,6 @@ export class V2Cgroups implements CgroupBackend {
   get parent(): string { return join(this.mount, 'feather'); }
   dir(name: string): string { return join(this.parent, name); }
   owns(c: CgroupController): boolean { return this.controllers[c] !== undefined; }
-  exists(name: string): boolean { return this.o.fs.exists(this.dir(validateName('container', name))); }
 
   create(name: string, limits: Limits): string[] {
     checkRequest(name, limits, this.owns('cpuset'));
