@@ -1,0 +1,124 @@
+// The device inventory (../shared/DESIGN.md, "Inventory"), published retained on
+// feather/v1/dev/{id}/inventory and returned by the `inventory` command:
+//   {id, arch, cpu:{model,cores,flags}, memoryBytes, disk:{freeBytes}, kernel, cgroup,
+//    accelerators:[…], labels, runtimes}
+// Read from the host root (config hostRoot) so tests run it against fake /proc and /sys trees;
+// free disk is statfs of the data dir, which is a real path.
+import { existsSync, statfsSync } from 'node:fs';
+import { machine } from 'node:os';
+import { dirname } from 'node:path';
+import { FeatherError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logging.js';
+import { ACCELERATOR_DETECTORS, detectAccelerators, type Accelerator, type AcceleratorDetector } from './accelerators.js';
+import { parseCpuinfo, type Arch } from './cpuinfo.js';
+import { HostFs } from './host-fs.js';
+
+export type { Accelerator, Arch };
+
+export interface Inventory {
+  id: string;
+  arch: Arch;
+  cpu: { model: string; cores: number; flags: string[] };
+  memoryBytes: number;
+  disk: { freeBytes: number };
+  kernel: string;
+  cgroup: 'v1' | 'v2';
+  accelerators: Accelerator[];
+  labels: Record<string, string>;
+  runtimes: string[];
+}
+
+export interface DiskSpace { totalBytes: number; freeBytes: number }
+export type StatfsFn = (path: string) => DiskSpace;
+
+export interface InventoryOptions {
+  deviceId: string;
+  /** Default "/". */
+  hostRoot?: string;
+  /** The agent's data dir; its filesystem's free space is disk.freeBytes. */
+  dataDir: string;
+  labels?: Record<string, string>;
+  /** Container runtimes the agent can drive (default ["shim"]). */
+  runtimes?: string[];
+  /** The runtime's cgroup detection, when it has one (hybrid counts as v1); else read from the host root. */
+  cgroup?: 'v1' | 'v2';
+  /** Override the architecture (default: process.arch on the real root, /proc/cpuinfo on another). */
+  arch?: Arch;
+  detectors?: readonly AcceleratorDetector[];
+  statfs?: StatfsFn;
+  logger?: Logger;
+}
+
+const NODE_ARCH: Readonly<Record<string, Arch>> = { x64: 'x86_64', arm64: 'aarch64', riscv64: 'riscv64' };
+const MACHINE_ARCH: Readonly<Record<string, Arch>> = { x86_64: 'x86_64', aarch64: 'aarch64', arm64: 'aarch64', riscv64: 'riscv64' };
+
+/** Free and total bytes of the filesystem holding `path` (or its nearest existing parent). */
+export function diskSpace(path: string): DiskSpace {
+  let p = path;
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  const s = statfsSync(p);
+  return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+}
+
+/** /proc/meminfo as bytes per key ("MemTotal" -> bytes). */
+export function parseMeminfo(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([A-Za-z0-9_()]+):\s+(\d+)(?:\s+kB)?\s*$/.exec(line);
+    if (m?.[1] !== undefined && m[2] !== undefined) out.set(m[1], Number(m[2]) * (line.trimEnd().endsWith('kB') ? 1024 : 1));
+  }
+  return out;
+}
+
+export function detectCgroup(host: HostFs): 'v1' | 'v2' {
+  return host.exists('/sys/fs/cgroup/cgroup.controllers') ? 'v2' : 'v1';
+}
+
+function boardModel(host: HostFs): string | undefined {
+  return host.line('/proc/device-tree/model') ?? host.line('/sys/firmware/devicetree/base/model');
+}
+
+function resolveArch(opts: InventoryOptions, host: HostFs, fromCpuinfo: Arch | undefined): Arch {
+  if (opts.arch !== undefined) return opts.arch;
+  const onRealRoot = host.root === '/' || host.root === '';
+  const candidates = onRealRoot
+    ? [NODE_ARCH[process.arch], MACHINE_ARCH[machine()], fromCpuinfo]
+    : [fromCpuinfo, NODE_ARCH[process.arch]];
+  const arch = candidates.find((a): a is Arch => a !== undefined);
+  if (arch === undefined) {
+    throw new FeatherError('INTERNAL', `unsupported architecture ${process.arch} (${machine()}); feather supports x86_64, aarch64 and riscv64`);
+  }
+  return arch;
+}
+
+export function readInventory(opts: InventoryOptions): Inventory {
+  const host = new HostFs(opts.hostRoot ?? '/');
+  const cpu = parseCpuinfo(host.read('/proc/cpuinfo') ?? '', boardModel(host));
+  const meminfo = parseMeminfo(host.read('/proc/meminfo') ?? '');
+  const disk = (opts.statfs ?? diskSpace)(opts.dataDir);
+  return {
+    id: opts.deviceId,
+    arch: resolveArch(opts, host, cpu.arch),
+    cpu: { model: cpu.model, cores: cpu.cores > 0 ? cpu.cores : onlineCpus(host), flags: cpu.flags },
+    memoryBytes: meminfo.get('MemTotal') ?? 0,
+    disk: { freeBytes: disk.freeBytes },
+    kernel: host.line('/proc/sys/kernel/osrelease') ?? 'unknown',
+    cgroup: opts.cgroup ?? detectCgroup(host),
+    accelerators: detectAccelerators(host, opts.detectors ?? ACCELERATOR_DETECTORS, opts.logger),
+    labels: { ...(opts.labels ?? {}) },
+    runtimes: [...(opts.runtimes ?? ['shim'])],
+  };
+}
+
+/** Count of CPUs in /sys/devices/system/cpu/online ("0-3,6"), 0 when unreadable. */
+export function onlineCpus(host: HostFs): number {
+  const text = host.line('/sys/devices/system/cpu/online');
+  if (text === undefined || text === '') return 0;
+  let n = 0;
+  for (const range of text.split(',')) {
+    const [a, b] = range.split('-').map(Number);
+    if (a === undefined || !Number.isInteger(a)) continue;
+    n += b === undefined ? 1 : Number.isInteger(b) && b >= a ? b - a + 1 : 0;
+  }
+  return n;
+}
