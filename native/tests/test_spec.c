@@ -1,0 +1,115 @@
+/* Spec format v1: well-formed specs and every kind of malformed one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec.h"
+#include "tap.h"
+
+/* Build a NUL-separated buffer from a NULL-terminated list of records. */
+static char *records(size_t *len, const char *const *recs) {
+  size_t n = 0;
+  for (const char *const *r = recs; *r; r++) n += strlen(*r) + 1;
+  char *buf = malloc(n + 1), *p = buf;
+  for (const char *const *r = recs; *r; r++) {
+    size_t l = strlen(*r) + 1;
+    memcpy(p, *r, l);
+    p += l;
+  }
+  *len = n;
+  return buf;
+}
+
+#define BASE "version=1", "name=web-1", "rootfs=/c/rootfs", "lower=/l/top", "lower=/l/base", "upper=/c/u", "work=/c/w"
+
+static int parse(struct spec *s, struct shim_err *err, const char *const *recs) {
+  size_t len;
+  char *buf = records(&len, recs);
+  return spec_parse(s, buf, len, err);
+}
+
+static void expect_bad(const char *name, const char *want, const char *const *recs) {
+  struct spec s;
+  struct shim_err err = {0};
+  int r = parse(&s, &err, recs);
+  if (ok(r < 0, "refuses %s", name)) contains(err.msg, want, name);
+  spec_free(&s);
+}
+
+static void well_formed(void) {
+  struct spec s;
+  struct shim_err err = {0};
+  const char *const recs[] = {BASE, "arg=sh", "arg=-c", "arg=echo a b\nc", "env=PATH=/bin", "env=A=", "cwd=/app",
+                              "network=host", "cgroup=/sys/fs/cgroup/memory/f/x", "cgroup=/sys/fs/cgroup/pids/f/x",
+                              "userns=100000:100000:65536", "tty=1", "init=1", "state=/c/state.json",
+                              "log=/c/log", "log_max=1048576", "bind=/models/a\t/models\tro", "bind=/run/x.sock\t/run/s.sock\trw",
+                              "device=/dev/fuse\t/dev/fuse", NULL};
+  int r = parse(&s, &err, recs);
+  if (!ok(r == 0, "parses a full spec")) printf("# %s\n", err.msg);
+  is_str(s.name, "web-1", "name");
+  ok(s.n_lower == 2 && strcmp(s.lower[0], "/l/top") == 0 && strcmp(s.lower[1], "/l/base") == 0, "lower keeps order");
+  ok(s.n_args == 3 && s.args[3] == NULL, "args NULL-terminated");
+  is_str(s.args[2], "echo a b\nc", "an arg keeps spaces and newlines");
+  ok(s.n_env == 2 && s.env[2] == NULL, "env NULL-terminated");
+  is_str(s.cwd, "/app", "cwd");
+  ok(s.net_host && s.tty && s.init && !s.detach, "flags");
+  ok(s.n_cgroups == 2, "two cgroups");
+  ok(s.userns && s.host_uid == 100000 && s.host_gid == 100000 && s.userns_size == 65536, "userns");
+  ok(s.log_max == 1048576, "log_max");
+  ok(s.n_binds == 2 && s.binds[0].readonly && !s.binds[1].readonly, "bind modes");
+  is_str(s.binds[0].src, "/models/a", "bind src");
+  is_str(s.binds[0].dst, "/models", "bind dst");
+  ok(s.n_devices == 1, "device");
+  is_str(s.devices[0].path, "/dev/fuse", "device path");
+  spec_free(&s);
+
+  const char *const minimal[] = {BASE, "arg=/bin/true", NULL};
+  r = parse(&s, &err, minimal);
+  ok(r == 0 && !s.net_host && !s.userns && s.cwd == NULL && s.n_env == 0 && s.env[0] == NULL, "minimal spec defaults");
+  spec_free(&s);
+}
+
+static void malformed(void) {
+  struct spec s;
+  struct shim_err err = {0};
+  ok(spec_parse(&s, calloc(1, 1), 0, &err) < 0, "refuses an empty spec");
+  spec_free(&s);
+  char *unterminated = malloc(9);
+  memcpy(unterminated, "version=1", 9);
+  ok(spec_parse(&s, unterminated, 9, &err) < 0, "refuses an unterminated record");
+  contains(err.msg, "NUL-terminated", "says the record is not terminated");
+  spec_free(&s);
+
+  expect_bad("version not first", "first record must be version=1",
+             (const char *const[]){"name=x", "version=1", NULL});
+  expect_bad("version 2", "unsupported spec version", (const char *const[]){"version=2", NULL});
+  expect_bad("an unknown key", "unknown key \"color\"", (const char *const[]){BASE, "arg=x", "color=red", NULL});
+  expect_bad("a record without =", "not key=value", (const char *const[]){BASE, "arg", NULL});
+  expect_bad("a missing arg", "missing required key \"arg\"", (const char *const[]){BASE, NULL});
+  expect_bad("a missing lower", "missing required key \"lower\"",
+             (const char *const[]){"version=1", "name=a", "rootfs=/r", "upper=/u", "work=/w", "arg=x", NULL});
+  expect_bad("a repeated name", "given twice", (const char *const[]){BASE, "name=b", "arg=x", NULL});
+  expect_bad("an empty program", "empty", (const char *const[]){BASE, "arg=", NULL});
+  expect_bad("a bad name", "name", (const char *const[]){"version=1", "name=../x", NULL});
+  expect_bad("a relative rootfs", "absolute", (const char *const[]){"version=1", "name=a", "rootfs=r", NULL});
+  expect_bad("a lower with a colon", "overlay paths", (const char *const[]){BASE, "lower=/a:b", "arg=x", NULL});
+  expect_bad("network=bridge", "none or host", (const char *const[]){BASE, "arg=x", "network=bridge", NULL});
+  expect_bad("tty=yes", "0 or 1", (const char *const[]){BASE, "arg=x", "tty=yes", NULL});
+  expect_bad("userns without size", "HOSTUID:HOSTGID:SIZE", (const char *const[]){BASE, "arg=x", "userns=1:2", NULL});
+  expect_bad("userns size 0", "HOSTUID:HOSTGID:SIZE", (const char *const[]){BASE, "arg=x", "userns=1:2:0", NULL});
+  expect_bad("userns overflowing", "HOSTUID:HOSTGID:SIZE",
+             (const char *const[]){BASE, "arg=x", "userns=4294967000:0:65536", NULL});
+  expect_bad("log_max=0", "positive", (const char *const[]){BASE, "arg=x", "log_max=0", NULL});
+  expect_bad("log_max=1k", "positive", (const char *const[]){BASE, "arg=x", "log_max=1k", NULL});
+  expect_bad("a bind without mode", "SRC<TAB>DST", (const char *const[]){BASE, "arg=x", "bind=/a\t/b", NULL});
+  expect_bad("a bind mode rx", "ro or rw", (const char *const[]){BASE, "arg=x", "bind=/a\t/b\trx", NULL});
+  expect_bad("a relative bind", "absolute", (const char *const[]){BASE, "arg=x", "bind=a\t/b\tro", NULL});
+  expect_bad("a device with 3 fields", "HOSTPATH", (const char *const[]){BASE, "arg=x", "device=/a\t/b\t/c", NULL});
+  expect_bad("env without =", "KEY=VALUE", (const char *const[]){BASE, "arg=x", "env=PATH", NULL});
+  expect_bad("tty with detach", "cannot be combined", (const char *const[]){BASE, "arg=x", "tty=1", "detach=1", NULL});
+}
+
+int main(void) {
+  well_formed();
+  malformed();
+  return tap_done();
+}
