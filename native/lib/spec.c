@@ -213,7 +213,8 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct shim_err *err) {
   if (alloc_arrays(s, nrec, err) < 0) return -1;
 
   size_t rec = 0;
-  for (char *p = buf; p < buf + len; p += strlen(p) + 1) {
+  for (char *p = buf, *next; p < buf + len; p = next) {
+    next = p + strlen(p) + 1; /* before set_value splits bind/device values in place */
     rec++;
     char *eq = strchr(p, '=');
     if (!eq) return shim_err_new(err, EXIT_SHIM_FAILED, "spec: record %zu: not key=value", rec);
