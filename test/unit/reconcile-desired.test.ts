@@ -1,0 +1,130 @@
+import t from 'tap';
+import {
+  parseDesired, validateDesired, isDesiredStateError, DesiredStateError, MAX_DESIRED_BYTES, type FieldIssue,
+} from '../../agent/reconcile/desired.js';
+import { specHash } from '../../agent/reconcile/labels.js';
+
+const SHA = 'a'.repeat(64);
+
+function issuesOf(fn: () => unknown): FieldIssue[] {
+  try {
+    fn();
+  } catch (e: unknown) {
+    if (isDesiredStateError(e)) return [...e.issues];
+    throw e;
+  }
+  throw new Error('expected a DesiredStateError');
+}
+
+t.test('an empty payload means nothing is desired', async (t) => {
+  for (const p of [null, undefined, '', '  \n', Buffer.alloc(0), Buffer.from(' \t ')]) {
+    t.same(parseDesired(p), { generation: 0, workloads: [], images: [] });
+  }
+});
+
+t.test('a full payload is normalised with defaults', async (t) => {
+  const d = parseDesired(JSON.stringify({
+    generation: 7,
+    workloads: [
+      {
+        name: 'det', image: 'rt', args: ['sleep', '60'], env: { MODE: 'fast' },
+        limits: { memory: '128Mi', cpu: 0.5, pids: 10, cpuset: '0-1' }, network: 'host', restart: 'always',
+        models: [{ name: 'resnet', url: 'https://example.test/r.tar', sha256: SHA.toUpperCase() }],
+        devices: ['nvidia.com/gpu=0'],
+      },
+      { name: 'min', image: 'busybox' },
+    ],
+    images: [{ name: 'rt', url: 'file:///tmp/rt.tar.gz', sha256: SHA }],
+  }));
+  t.equal(d.generation, 7);
+  t.same(d.workloads[0], {
+    name: 'det', image: 'rt', args: ['sleep', '60'], env: { MODE: 'fast' },
+    limits: { memoryBytes: 128 * 2 ** 20, cpus: 0.5, pids: 10, cpuset: '0-1' }, network: 'host', restart: 'always',
+    models: [{ name: 'resnet', url: 'https://example.test/r.tar', sha256: SHA }], devices: ['nvidia.com/gpu=0'],
+  });
+  t.same(d.workloads[1], {
+    name: 'min', image: 'busybox', args: [], env: {}, limits: {}, network: 'none', restart: 'no', models: [], devices: [],
+  });
+  t.same(d.images, [{ name: 'rt', url: 'file:///tmp/rt.tar.gz', sha256: SHA }]);
+});
+
+t.test('a Buffer payload with leading blanks is JSON', async (t) => {
+  const d = parseDesired(Buffer.from('  \n{"generation": 3, "workloads": []}'));
+  t.equal(d.generation, 3);
+  t.same(d.workloads, []);
+});
+
+t.test('bad payloads fail with BAD_REQUEST as a DesiredStateError', async (t) => {
+  t.throws(() => parseDesired('{not json'), { code: 'BAD_REQUEST' });
+  t.throws(() => parseDesired('[1,2]'), { code: 'BAD_REQUEST' });
+  t.throws(() => parseDesired(Buffer.from([0x0a, 0x01, 0x07])), { code: 'BAD_REQUEST' });
+  t.throws(() => parseDesired('{"workloads": []}'), { code: 'BAD_REQUEST', name: 'DesiredStateError' });
+  t.throws(() => parseDesired('x'.repeat(MAX_DESIRED_BYTES + 1)), { code: 'BAD_REQUEST' });
+  try {
+    parseDesired('{"generation": -1}');
+    t.fail('should throw');
+  } catch (e: unknown) {
+    t.ok(e instanceof DesiredStateError);
+    t.match((e as Error).message, /generation/);
+    t.match((e as Error).message, /publish it again/);
+  }
+});
+
+t.test('every bad field is named by its path', async (t) => {
+  const issues = issuesOf(() => validateDesired({
+    generation: 1.5,
+    workloads: [
+      { name: 'ok', image: 'busybox', limits: { memory: '12Zi', cpu: '1', pids: 0 }, restart: 'sometimes' },
+      { name: '../evil', image: 'busybox', args: ['x', 3], env: { 'A-B': 'x', C: 5 }, network: 'bridge' },
+      { name: 'dev', image: 'busybox', devices: ['gpu0'], models: [{ name: 'm', url: 'ftp://x', sha256: 'abc' }], requestId: 'r1' },
+      'not an object',
+    ],
+    images: [{ name: 'img', url: 'http://x/y', sha256: SHA }, { name: 'img', url: 'http://x/z', sha256: SHA }],
+    extra: true,
+  }));
+  const paths = issues.map((i) => i.path).sort();
+  t.same(paths, [
+    'extra',
+    'generation',
+    'images',
+    'workloads[0].limits.cpu',
+    'workloads[0].limits.memory',
+    'workloads[0].limits.pids',
+    'workloads[0].restart',
+    'workloads[1].args[1]',
+    'workloads[1].env.A-B',
+    'workloads[1].env.C',
+    'workloads[1].name',
+    'workloads[1].network',
+    'workloads[2].devices[0]',
+    'workloads[2].models[0].sha256',
+    'workloads[2].models[0].url',
+    'workloads[2].requestId',
+    'workloads[3]',
+  ].sort());
+});
+
+t.test('duplicate workload names are refused', async (t) => {
+  const issues = issuesOf(() => validateDesired({
+    generation: 1, workloads: [{ name: 'a', image: 'i' }, { name: 'a', image: 'j' }],
+  }));
+  t.same(issues.map((i) => i.path), ['workloads']);
+  t.match(issues[0]?.message, /"a" appears more than once/);
+});
+
+t.test('a binary payload goes to the decoder when there is one', async (t) => {
+  const d = parseDesired(Buffer.from([8, 4]), { decodeBinary: () => ({ generation: 4, workloads: [] }) });
+  t.equal(d.generation, 4);
+  t.throws(() => parseDesired(Buffer.from([8, 4]), { decodeBinary: () => { throw new Error('bad wire type'); } }), {
+    code: 'BAD_REQUEST', message: /bad wire type/,
+  });
+});
+
+t.test('the spec hash ignores key order and counts defaults', async (t) => {
+  const a = parseDesired('{"generation":1,"workloads":[{"name":"w","image":"i","args":["a"],"restart":"no","limits":{"memory":"64Mi","cpu":0.5}}]}');
+  const b = parseDesired('{"workloads":[{"limits":{"cpu":0.5,"memory":67108864},"args":["a"],"image":"i","name":"w"}],"generation":2}');
+  const c = parseDesired('{"generation":1,"workloads":[{"name":"w","image":"i","args":["b"],"limits":{"memory":"64Mi","cpu":0.5}}]}');
+  t.equal(specHash(a.workloads[0]!), specHash(b.workloads[0]!));
+  t.not(specHash(a.workloads[0]!), specHash(c.workloads[0]!));
+  t.match(specHash(a.workloads[0]!), /^[0-9a-f]{64}$/);
+});
