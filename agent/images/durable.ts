@@ -1,0 +1,109 @@
+// Small filesystem helpers for files that must survive a crash: fsync, atomic replace,
+// free space, temp names that say which process made them, and a removal that never
+// descends into a mount.
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm, statfs, unlink, writeFile, readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { errnoCode } from '../../shared/errors.js';
+
+const execFileP = promisify(execFile);
+
+/** fsync a file or a directory by path (a directory fsync makes a rename in it durable). */
+export async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Rename, then fsync the destination's directory. */
+export async function renameDurable(from: string, to: string): Promise<void> {
+  await rename(from, to);
+  await fsyncPath(dirname(to));
+}
+
+/** Write a whole file so that a reader sees the old content or the new, never a mix. */
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), tempName(`.${basename(path)}.tmp`));
+  try {
+    await writeFile(tmp, data, { mode, flag: 'wx' });
+    await fsyncPath(tmp);
+    await renameDurable(tmp, path);
+  } catch (e: unknown) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Bytes an unprivileged writer can still use on the filesystem holding `path`. */
+export async function freeBytes(path: string): Promise<number> {
+  const s = await statfs(path);
+  return s.bavail * s.bsize;
+}
+
+/** The filesystem's block size (space is allocated in these). */
+export async function blockSize(path: string): Promise<number> {
+  return (await statfs(path)).bsize;
+}
+
+/**
+ * A temp name `<prefix>.<pid>.<8 hex>`: gc can tell whether the process that made it is alive.
+ * The prefix may contain dots; the last two fields are fixed.
+ */
+export function tempName(prefix: string): string {
+  return `${prefix}.${process.pid}.${randomBytes(4).toString('hex')}`;
+}
+
+const TEMP_RE = /^(.+)\.(\d+)\.([0-9a-f]{8})$/;
+
+export function parseTempName(name: string): { prefix: string; pid: number } | undefined {
+  const m = TEMP_RE.exec(name);
+  if (!m) return undefined;
+  return { prefix: m[1] as string, pid: Number(m[2]) };
+}
+
+export function isPidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e: unknown) {
+    return errnoCode(e) === 'EPERM';
+  }
+}
+
+/** Mount points at or below `dir` (from /proc/self/mountinfo), deepest first. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const root = resolve(dir);
+  const found: string[] = [];
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field === undefined) continue;
+    // mountinfo escapes space, tab, newline and backslash as octal
+    const mp = field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp === root || mp.startsWith(root + sep)) found.push(mp);
+  }
+  return found.sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Remove a tree. Anything mounted below it (a debootstrap that died with /proc mounted) is
+ * unmounted first, so the removal never reaches into a host filesystem; if an unmount fails
+ * the tree is left alone and the error is thrown.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  for (const mp of await mountsUnder(dir)) {
+    await execFileP('umount', ['-l', mp]);
+  }
+  await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+}
