@@ -1,0 +1,80 @@
+// The control plane's JSON shapes (../shared/DESIGN.md, "Commands", "Inventory"), as TypeScript.
+import type { ErrorCode } from '../errors.js';
+
+export const VERBS = [
+  'ping',
+  'inventory',
+  'image.pull',
+  'image.list',
+  'image.rm',
+  'container.run',
+  'container.stop',
+  'container.rm',
+  'container.list',
+  'container.logs',
+] as const;
+
+export type Verb = (typeof VERBS)[number];
+
+export function isVerb(s: string): s is Verb {
+  return (VERBS as readonly string[]).includes(s);
+}
+
+export interface ReplyError {
+  code: ErrorCode;
+  message: string;
+}
+
+/** What the agent publishes on reply/{requestId}. requestId is null only when none could be read (MQTT 5 response topic). */
+export type Reply =
+  | { requestId: string | null; ok: true; result: unknown }
+  | { requestId: string | null; ok: false; error: ReplyError };
+
+export type Encoding = 'json' | 'protobuf';
+
+export const CONTENT_TYPE_JSON = 'application/json';
+export const CONTENT_TYPE_PROTOBUF = 'application/x-protobuf';
+
+export interface Accelerator {
+  kind: 'cuda' | 'tensorrt' | 'edgetpu' | 'npu' | 'gpu';
+  vendor: string;
+  model: string;
+  device: string;
+  memoryBytes?: number;
+}
+
+export interface Inventory {
+  id: string;
+  arch: string;
+  cpu: { model: string; cores: number; flags: string[] };
+  memoryBytes: number;
+  disk: { freeBytes: number };
+  kernel: string;
+  cgroup: 'v1' | 'v2';
+  accelerators: Accelerator[];
+  labels: Record<string, string>;
+  runtimes: string[];
+}
+
+/** The retained status message; the will carries online:false. */
+export interface Status {
+  online: boolean;
+  ts: number;
+  agentVersion?: string;
+  reason?: string;
+}
+
+/** The events the control plane itself publishes; other parts add theirs (container.restarted, desired.rejected…). */
+export const EVENT_TYPES = ['container.exited', 'container.oom', 'image.pulled', 'pull.failed', 'command.rejected'] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Event type names: dotted lower-case words ("container.exited"). */
+export const EVENT_TYPE_RE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
+
+/** One message on the events topic. */
+export interface FeatherEvent {
+  type: string;
+  ts: number;
+  deviceId: string;
+  [field: string]: unknown;
+}
