@@ -50,6 +50,7 @@ void tty_restore(int fd, struct tty_saved *saved) {
 }
 
 void tty_copy_winsize(int from, int to) {
-  struct winsize ws;
-  if (ioctl(from, TIOCGWINSZ, &ws) == 0) (void)ioctl(to, TIOCSWINSZ, &ws);
+  struct winsize ws = {.ws_row = 24, .ws_col = 80};
+  if (ioctl(from, TIOCGWINSZ, &ws) < 0 || ws.ws_row == 0) ws = (struct winsize){.ws_row = 24, .ws_col = 80};
+  (void)ioctl(to, TIOCSWINSZ, &ws);
 }

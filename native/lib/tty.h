@@ -21,7 +21,7 @@ struct tty_saved {
 int tty_raw(int fd, struct tty_saved *saved, struct shim_err *err);
 void tty_restore(int fd, struct tty_saved *saved);
 
-/* Copy the window size of from (a terminal) to to; no-op when from is not a terminal. */
+/* Copy the window size of from (a terminal) to to; 24x80 when from is not a terminal. */
 void tty_copy_winsize(int from, int to);
 
 #endif
