@@ -3,7 +3,8 @@
 // directory names, limits are parsed, references are unique. A bad payload fails as a whole with
 // a DesiredStateError (code BAD_REQUEST) that lists every bad field by its path.
 import { FeatherError, isFeatherError, messageOf } from '../../shared/errors.js';
-import { parseCpus, parseCpuset, parseMemory, parsePids, validateName } from '../runtime/limits.js';
+import { readRunBody, validateCommand, type RunBody } from '../../shared/protocol/commands.js';
+import { Fields, describe, isPlainObject } from '../../shared/protocol/fields.js';
 import type { NetworkMode, RestartPolicy } from '../runtime/types.js';
 
 /** An image or a model to fetch: where from and what it must hash to. */
@@ -134,7 +135,7 @@ export function validateDesired(value: unknown): DesiredState {
   }
   const images: ArtifactRef[] = [];
   for (const [i, im] of arrayField(obj, 'images', '', issues).entries()) {
-    const ref = validateArtifact(im, `images[${i}]`, 'image', issues);
+    const ref = validateImage(im, `images[${i}]`, issues);
     if (ref) images.push(ref);
   }
   duplicates(workloads.map((w) => w.name), 'workloads', 'workload name', issues);
@@ -144,108 +145,59 @@ export function validateDesired(value: unknown): DesiredState {
   return { generation: generation as number, workloads, images };
 }
 
-const WORKLOAD_KEYS = ['name', 'image', 'args', 'env', 'limits', 'network', 'restart', 'models', 'devices'];
-const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const DEVICE_RE = /^[a-z0-9][a-z0-9.-]*\/[a-zA-Z0-9][a-zA-Z0-9_.-]*=[a-zA-Z0-9][a-zA-Z0-9_.:-]*$/;
-const SHA256_RE = /^[a-fA-F0-9]{64}$/;
-const NETWORKS: readonly NetworkMode[] = ['none', 'host'];
-const RESTARTS: readonly RestartPolicy[] = ['no', 'on-failure', 'always'];
-
-/** One workload (a container.run body without requestId); pushes issues and returns undefined when bad. */
+/**
+ * One workload: the container.run body without requestId, read by the control plane's own
+ * validator (shared/protocol/commands.ts, readRunBody), then defaults filled in. Pushes one issue
+ * (the first bad field, which the message names by its full path) and returns undefined when bad.
+ */
 export function validateWorkload(value: unknown, path: string, issues: FieldIssue[]): Workload | undefined {
+  let body: RunBody;
+  try {
+    const f = Fields.of(value, path, 'a desired workload');
+    body = readRunBody(f);
+    f.done();
+  } catch (e: unknown) {
+    if (!isFeatherError(e)) throw e;
+    issues.push({ path: fieldPath(e.message, path), message: e.message });
+    return undefined;
+  }
+  const models = body.models ?? [];
   const before = issues.length;
-  const obj = asObject(value, path, issues);
-  if (!obj) return undefined;
-  checkKeys(obj, path, WORKLOAD_KEYS, issues);
-  const at = (k: string): string => `${path}.${k}`;
-
-  const name = guard(() => validateName('container', obj['name']), at('name'), issues);
-  const image = guard(() => validateName('image', obj['image']), at('image'), issues);
-
-  const args: string[] = [];
-  for (const [i, a] of arrayField(obj, 'args', path, issues).entries()) {
-    if (typeof a === 'string') args.push(a);
-    else issues.push({ path: `${at('args')}[${i}]`, message: 'must be a string' });
-  }
-
-  const env: Record<string, string> = {};
-  if (obj['env'] !== undefined) {
-    const e = asObject(obj['env'], at('env'), issues);
-    for (const [k, v] of Object.entries(e ?? {})) {
-      if (!ENV_KEY_RE.test(k)) issues.push({ path: `${at('env')}.${k}`, message: 'is not a valid variable name (letters, digits, _)' });
-      else if (typeof v !== 'string') issues.push({ path: `${at('env')}.${k}`, message: 'must be a string' });
-      else env[k] = v;
-    }
-  }
-
-  const limits = validateLimits(obj['limits'], at('limits'), issues);
-  const network = oneOf(obj['network'], NETWORKS, 'none', at('network'), issues);
-  const restart = oneOf(obj['restart'], RESTARTS, 'no', at('restart'), issues);
-
-  const models: ArtifactRef[] = [];
-  for (const [i, m] of arrayField(obj, 'models', path, issues).entries()) {
-    const ref = validateArtifact(m, `${at('models')}[${i}]`, 'model', issues);
-    if (ref) models.push(ref);
-  }
-  duplicates(models.map((m) => m.name), at('models'), 'model name', issues);
-
-  const devices: string[] = [];
-  for (const [i, d] of arrayField(obj, 'devices', path, issues).entries()) {
-    if (typeof d === 'string' && DEVICE_RE.test(d)) devices.push(d);
-    else issues.push({ path: `${at('devices')}[${i}]`, message: `${JSON.stringify(d)} must name a device like "vendor.com/class=name"` });
-  }
-
-  if (issues.length > before || name === undefined || image === undefined) return undefined;
-  return { name, image, args, env, limits, network, restart, models, devices };
+  duplicates(models.map((m) => m.name), `${path}.models`, 'model name', issues);
+  if (issues.length > before) return undefined;
+  return {
+    name: body.name,
+    image: body.image,
+    args: body.args ?? [],
+    env: body.env ?? {},
+    limits: { ...(body.limits ?? {}) },
+    network: body.network ?? 'none',
+    restart: body.restart ?? 'no',
+    models,
+    devices: body.devices ?? [],
+  };
 }
 
-function validateLimits(value: unknown, path: string, issues: FieldIssue[]): WorkloadLimits {
-  const limits: WorkloadLimits = {};
-  if (value === undefined) return limits;
-  const obj = asObject(value, path, issues);
-  if (!obj) return limits;
-  checkKeys(obj, path, ['memory', 'cpu', 'pids', 'cpuset'], issues);
-  const memory = obj['memory'];
-  if (memory !== undefined) {
-    const bytes = typeof memory === 'string' || typeof memory === 'number'
-      ? guard(() => parseMemory(memory), `${path}.memory`, issues)
-      : fail(`${path}.memory`, 'must be a size like "128Mi" or a number of bytes', issues);
-    if (bytes !== undefined) limits.memoryBytes = bytes;
+/** An entry of `images`: the image.pull body ({name, url, sha256}), checked by its validator. */
+function validateImage(value: unknown, path: string, issues: FieldIssue[]): ArtifactRef | undefined {
+  if (!isPlainObject(value)) {
+    issues.push({ path, message: `must be an object, not ${describe(value)}` });
+    return undefined;
   }
-  const cpu = obj['cpu'];
-  if (cpu !== undefined) {
-    const cpus = typeof cpu === 'number' ? guard(() => parseCpus(cpu), `${path}.cpu`, issues) : fail(`${path}.cpu`, 'must be a number of cores (e.g. 0.5)', issues);
-    if (cpus !== undefined) limits.cpus = cpus;
+  try {
+    return validateCommand('image.pull', value);
+  } catch (e: unknown) {
+    if (!isFeatherError(e)) throw e;
+    const sub = fieldPath(e.message, '');
+    issues.push({ path: sub ? `${path}.${sub}` : path, message: e.message });
+    return undefined;
   }
-  const pids = obj['pids'];
-  if (pids !== undefined) {
-    const n = typeof pids === 'number' ? guard(() => parsePids(pids), `${path}.pids`, issues) : fail(`${path}.pids`, 'must be a whole number', issues);
-    if (n !== undefined) limits.pids = n;
-  }
-  const cpuset = obj['cpuset'];
-  if (cpuset !== undefined) {
-    const s = typeof cpuset === 'string' ? guard(() => parseCpuset(cpuset), `${path}.cpuset`, issues) : fail(`${path}.cpuset`, 'must list cores like "0-1,3"', issues);
-    if (s !== undefined) limits.cpuset = s;
-  }
-  return limits;
 }
 
-function validateArtifact(value: unknown, path: string, kind: 'image' | 'model', issues: FieldIssue[]): ArtifactRef | undefined {
-  const before = issues.length;
-  const obj = asObject(value, path, issues);
-  if (!obj) return undefined;
-  checkKeys(obj, path, ['name', 'url', 'sha256'], issues);
-  const name = guard(() => validateName(kind, obj['name']), `${path}.name`, issues);
-  const url = obj['url'];
-  if (typeof url !== 'string' || !/^(https?|file):\/\/\S+$/.test(url)) {
-    issues.push({ path: `${path}.url`, message: `${JSON.stringify(url)} must be an http://, https:// or file:// URL` });
-  }
-  const sha256 = obj['sha256'];
-  if (typeof sha256 !== 'string' || !SHA256_RE.test(sha256)) {
-    issues.push({ path: `${path}.sha256`, message: 'must be 64 hex digits' });
-  }
-  if (issues.length > before || name === undefined) return undefined;
-  return { name, url: url as string, sha256: (sha256 as string).toLowerCase() };
+/** The field a validator's message names ("field workloads[0].limits.memory: …"), else `fallback`. */
+function fieldPath(message: string, fallback: string): string {
+  const m = /^(?:field|unknown fields?) ([^\s:,]+)/.exec(message);
+  return m?.[1] ?? fallback;
 }
 
 // --- helpers -----------------------------------------------------------------------------------
@@ -273,13 +225,6 @@ function checkKeys(obj: Record<string, unknown>, path: string, allowed: readonly
   }
 }
 
-function oneOf<T extends string>(value: unknown, allowed: readonly T[], dflt: T, path: string, issues: FieldIssue[]): T {
-  if (value === undefined) return dflt;
-  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-  issues.push({ path, message: `${JSON.stringify(value)} must be one of ${allowed.join(', ')}` });
-  return dflt;
-}
-
 function duplicates(names: string[], path: string, what: string, issues: FieldIssue[]): void {
   const seen = new Set<string>();
   for (const n of names) {
@@ -288,24 +233,3 @@ function duplicates(names: string[], path: string, what: string, issues: FieldIs
   }
 }
 
-/** Run a parser that throws FeatherError(BAD_REQUEST); turn its message into an issue. */
-function guard<T>(fn: () => T, path: string, issues: FieldIssue[]): T | undefined {
-  try {
-    return fn();
-  } catch (e: unknown) {
-    if (!isFeatherError(e)) throw e;
-    issues.push({ path, message: e.message });
-    return undefined;
-  }
-}
-
-function fail(path: string, message: string, issues: FieldIssue[]): undefined {
-  issues.push({ path, message });
-  return undefined;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return `a ${typeof value}`;
-}

@@ -70,38 +70,51 @@ t.test('bad payloads fail with BAD_REQUEST as a DesiredStateError', async (t) =>
   }
 });
 
-t.test('every bad field is named by its path', async (t) => {
+t.test('the first bad field of each workload is named by its path', async (t) => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ limits: { memory: '12Zi' } }, 'workloads[0].limits.memory'],
+    [{ limits: { cpu: 'x' } }, 'workloads[0].limits.cpu'],
+    [{ limits: { pids: 0 } }, 'workloads[0].limits.pids'],
+    [{ limits: { swap: 1 } }, 'workloads[0].limits.swap'],
+    [{ restart: 'sometimes' }, 'workloads[0].restart'],
+    [{ network: 'bridge' }, 'workloads[0].network'],
+    [{ args: ['x', 3] }, 'workloads[0].args[1]'],
+    [{ env: { C: 5 } }, 'workloads[0].env.C'],
+    [{ env: { 'A-B': 'x' } }, 'workloads[0].env'],
+    [{ devices: ['gpu0'] }, 'workloads[0].devices[0]'],
+    [{ models: [{ name: 'm', url: 'ftp://x', sha256: SHA }] }, 'workloads[0].models[0].url'],
+    [{ models: [{ name: 'm', url: 'http://h/m', sha256: 'abc' }] }, 'workloads[0].models[0].sha256'],
+    [{ models: [{ name: 'm', url: 'http://h/m', sha256: SHA }, { name: 'm', url: 'http://h/n', sha256: SHA }] }, 'workloads[0].models'],
+    [{ requestId: 'r1' }, 'workloads[0].requestId'],
+    [{ image: undefined }, 'workloads[0].image'],
+    [{ name: '../evil' }, 'workloads[0]'],
+  ];
+  for (const [over, path] of cases) {
+    const w = { name: 'w', image: 'busybox', ...over };
+    const issues = issuesOf(() => validateDesired({ generation: 1, workloads: [w] }));
+    t.same(issues.map((i) => i.path), [path], JSON.stringify(over));
+    t.match(issues[0]?.message, /\S/, 'with a message');
+  }
+});
+
+t.test('all bad workloads and top-level fields are reported at once', async (t) => {
   const issues = issuesOf(() => validateDesired({
     generation: 1.5,
     workloads: [
-      { name: 'ok', image: 'busybox', limits: { memory: '12Zi', cpu: '1', pids: 0 }, restart: 'sometimes' },
-      { name: '../evil', image: 'busybox', args: ['x', 3], env: { 'A-B': 'x', C: 5 }, network: 'bridge' },
-      { name: 'dev', image: 'busybox', devices: ['gpu0'], models: [{ name: 'm', url: 'ftp://x', sha256: 'abc' }], requestId: 'r1' },
+      { name: 'ok', image: 'busybox', limits: { memory: '12Zi' } },
+      { name: 'fine', image: 'busybox' },
+      { name: 'bad', image: 'busybox', network: 'bridge' },
       'not an object',
     ],
-    images: [{ name: 'img', url: 'http://x/y', sha256: SHA }, { name: 'img', url: 'http://x/z', sha256: SHA }],
+    images: [{ name: 'img', url: 'http://x/y', sha256: SHA }, { name: 'img', url: 'http://x/z', sha256: SHA }, { name: 'x', url: 'gopher://x', sha256: SHA }],
     extra: true,
   }));
-  const paths = issues.map((i) => i.path).sort();
-  t.same(paths, [
-    'extra',
-    'generation',
-    'images',
-    'workloads[0].limits.cpu',
-    'workloads[0].limits.memory',
-    'workloads[0].limits.pids',
-    'workloads[0].restart',
-    'workloads[1].args[1]',
-    'workloads[1].env.A-B',
-    'workloads[1].env.C',
-    'workloads[1].name',
-    'workloads[1].network',
-    'workloads[2].devices[0]',
-    'workloads[2].models[0].sha256',
-    'workloads[2].models[0].url',
-    'workloads[2].requestId',
-    'workloads[3]',
+  t.same(issues.map((i) => i.path).sort(), [
+    'extra', 'generation', 'images', 'images[2].url', 'workloads[0].limits.memory', 'workloads[2].network', 'workloads[3]',
   ].sort());
+  const err = new DesiredStateError(issues);
+  t.match(err.message, /workloads\[0\]\.limits\.memory/);
+  t.same(err.details, { issues });
 });
 
 t.test('duplicate workload names are refused', async (t) => {
