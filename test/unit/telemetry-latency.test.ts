@@ -17,8 +17,9 @@ function exactQuantile(sorted: number[], q: number): number {
   return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
 }
 
-function within(t: { ok(v: unknown, msg?: string): unknown }, actual: number, expected: number, rel: number, msg: string): void {
-  t.ok(Math.abs(actual - expected) <= rel * expected, `${msg}: ${actual} vs ${expected} (±${rel * 100}%)`);
+/** For t.ok(...within(…)): true when actual is within rel of expected, and a message saying so. */
+function within(actual: number, expected: number, rel: number, msg: string): [boolean, string] {
+  return [Math.abs(actual - expected) <= rel * expected, `${msg}: ${actual} vs ${expected} (±${rel * 100}%)`];
 }
 
 t.test('uniform 1..1000 ms: p50/p95/p99 within 1 % of 500/950/990 ms', async (t) => {
@@ -27,9 +28,9 @@ t.test('uniform 1..1000 ms: p50/p95/p99 within 1 % of 500/950/990 ms', async (t)
   const [s] = tr.snapshot('c');
   t.ok(s);
   if (!s) return;
-  within(t, s.p50, 0.5, 0.01, 'p50');
-  within(t, s.p95, 0.95, 0.01, 'p95');
-  within(t, s.p99, 0.99, 0.01, 'p99');
+  t.ok(...within(s.p50, 0.5, 0.01, 'p50'));
+  t.ok(...within(s.p95, 0.95, 0.01, 'p95'));
+  t.ok(...within(s.p99, 0.99, 0.01, 'p99'));
   t.equal(s.count, 1000);
   t.equal(s.windowCount, 1000);
 });
@@ -57,15 +58,15 @@ t.test('known distributions: sketch quantiles within 1 % of the exact sample qua
     const qs = [0.5, 0.95, 0.99];
     const { values, windowCount } = sketch.quantiles(qs, 0);
     t.equal(windowCount, 50_000, `${name} count`);
-    qs.forEach((q, i) => within(t, values[i] ?? NaN, exactQuantile(raw, q), 0.0101, `${name} p${q * 100}`));
+    qs.forEach((q, i) => t.ok(...within(values[i] ?? NaN, exactQuantile(raw, q), 0.0101, `${name} p${q * 100}`)));
   }
   // And against the theory: exponential quantiles are -ln(1-q)·mean (sampling error, 3 %).
   const sketch = new LatencySketch(60_000, 6, 0.01);
   for (let i = 0; i < 200_000; i++) sketch.record(dists['exponential']?.() ?? 0, 0);
   const { values } = sketch.quantiles([0.5, 0.95, 0.99], 0);
-  within(t, values[0] ?? NaN, -Math.log(0.5) * 0.02, 0.03, 'exp theory p50');
-  within(t, values[1] ?? NaN, -Math.log(0.05) * 0.02, 0.03, 'exp theory p95');
-  within(t, values[2] ?? NaN, -Math.log(0.01) * 0.02, 0.03, 'exp theory p99');
+  t.ok(...within(values[0] ?? NaN, -Math.log(0.5) * 0.02, 0.03, 'exp theory p50'));
+  t.ok(...within(values[1] ?? NaN, -Math.log(0.05) * 0.02, 0.03, 'exp theory p95'));
+  t.ok(...within(values[2] ?? NaN, -Math.log(0.01) * 0.02, 0.03, 'exp theory p99'));
 });
 
 t.test('the window slides: old samples leave, the total count stays', async (t) => {
@@ -76,11 +77,11 @@ t.test('the window slides: old samples leave, the total count stays', async (t) 
   for (let i = 0; i < 100; i++) tr.record('c', 'm', 0.001);
   let [s] = tr.snapshot('c');
   t.equal(s?.windowCount, 200);
-  within(t, s?.p99 ?? NaN, 0.1, 0.01, 'slow samples still in the window');
+  t.ok(...within(s?.p99 ?? NaN, 0.1, 0.01, 'slow samples still in the window'));
   now = 65_000; // the slot of t=0..10 s has left the window
   [s] = tr.snapshot('c');
   t.equal(s?.windowCount, 100);
-  within(t, s?.p99 ?? NaN, 0.001, 0.01, 'only the fast ones remain');
+  t.ok(...within(s?.p99 ?? NaN, 0.001, 0.01, 'only the fast ones remain'));
   t.equal(s?.count, 200);
   now = 200_000;
   [s] = tr.snapshot('c');
@@ -120,6 +121,6 @@ t.test('values outside [1 µs, 1000 s] are clamped, junk is ignored', async (t) 
   sk.record(0.01, 0, 0);
   const { values, windowCount } = sk.quantiles([0.01, 1], 0);
   t.equal(windowCount, 2);
-  within(t, values[0] ?? NaN, MIN_LATENCY_S, 0.01, 'low clamp');
-  within(t, values[1] ?? NaN, MAX_LATENCY_S, 0.01, 'high clamp');
+  t.ok(...within(values[0] ?? NaN, MIN_LATENCY_S, 0.01, 'low clamp'));
+  t.ok(...within(values[1] ?? NaN, MAX_LATENCY_S, 0.01, 'high clamp'));
 });
