@@ -17,6 +17,7 @@
 #include "init.h"
 #include "mounts.h"
 #include "net.h"
+#include "proctitle.h"
 #include "tty.h"
 #include "userns.h"
 #include "util.h"
@@ -69,9 +70,17 @@ static int setup(const struct child_ctx *c, int *slave, struct shim_err *err) {
   return caps_no_new_privs(err);
 }
 
+/* Whatever the shim's caller ignored or handled, the workload starts with default dispositions. */
+static void reset_signals(void) {
+  struct sigaction dfl = {.sa_handler = SIG_DFL};
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL); /* EINVAL past the last one is fine */
+}
+
 /* The last steps of the process that becomes the workload. */
 static void exec_workload_now(const struct child_ctx *c, int slave, struct shim_err *err) {
   if (slave >= 0 && tty_attach(slave, err) < 0) return;
+  reset_signals();
   if (sigprocmask(SIG_SETMASK, c->oldmask, NULL) < 0) {
     shim_err_sys(err, errno, "sigprocmask", "restore the signal mask");
     return;
@@ -105,6 +114,7 @@ void container_child(const struct child_ctx *c) {
   }
   /* PID 1: the workload's exec closes the last copy of the channel. */
   close(c->chan);
+  proctitle_set("feather-init");
   if (slave >= 0) close(slave);
   sigset_t waitset;
   sigprocmask(SIG_SETMASK, NULL, &waitset);

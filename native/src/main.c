@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "error.h"
+#include "proctitle.h"
 
 static const struct command {
   const char *name;
@@ -24,6 +25,7 @@ static int usage(void) {
 }
 
 int main(int argc, char **argv) {
+  proctitle_init(argc, argv);
   if (argc < 2) return usage();
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
