@@ -13,9 +13,9 @@ import type { PendingRestart, Phase } from './reported.js';
 /** What the reconciler needs from the image store (agent/images/store.ts). */
 export interface ImageSource {
   get(name: string): { sha256: string } | undefined;
-  pull(url: string, opts: { name: string; sha256: string }): Promise<unknown>;
+  pull(url: string, opts: { name: string; sha256: string; signal?: AbortSignal }): Promise<unknown>;
   /** Fetch a model (if not already there) and return its read-only directory. */
-  ensureModel(url: string, sha256: string): Promise<string>;
+  ensureModel(url: string, sha256: string, opts?: { signal?: AbortSignal }): Promise<string>;
 }
 
 /** Where a workload's models appear inside its container: /models/<model name>. */
@@ -51,7 +51,7 @@ export const EXECUTORS: { readonly [A in StepAction]: Executor<A> } = {
     for (const w of step.workloads) ctx.note(w, 'pulling', `pulling image ${name}`);
     const started = Date.now();
     try {
-      await ctx.images.pull(url, { name, sha256 });
+      await ctx.images.pull(url, { name, sha256, signal: ctx.signal });
     } catch (e: unknown) {
       const err = toFeatherError(e, 'PULL_FAILED');
       ctx.event('pull.failed', { name, url, code: err.code, message: err.message, by: 'desired' });
@@ -62,7 +62,7 @@ export const EXECUTORS: { readonly [A in StepAction]: Executor<A> } = {
 
   async fetchModel(step, ctx) {
     for (const w of step.workloads) ctx.note(w, 'pulling', `fetching model ${step.model.name}`);
-    await ctx.images.ensureModel(step.model.url, step.model.sha256);
+    await ctx.images.ensureModel(step.model.url, step.model.sha256, { signal: ctx.signal });
   },
 
   async start(step, ctx) {
@@ -158,10 +158,10 @@ function reasonFor(step: Step, error: FeatherError): string {
 }
 
 /** The runtime request for a workload: models bind-mounted read-only, owner labels set. */
-export async function runRequest(w: Workload, generation: number, ctx: Pick<ExecContext, 'images' | 'resolveDevices'>): Promise<RunRequest> {
+export async function runRequest(w: Workload, generation: number, ctx: Pick<ExecContext, 'images' | 'resolveDevices' | 'signal'>): Promise<RunRequest> {
   const binds: BindMount[] = [];
   for (const m of w.models) {
-    const dir = await ctx.images.ensureModel(m.url, m.sha256);
+    const dir = await ctx.images.ensureModel(m.url, m.sha256, { signal: ctx.signal });
     binds.push({ source: dir, target: `${MODELS_DIR}/${m.name}`, readonly: true });
   }
   const req: RunRequest = {
