@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "caps.h"
@@ -113,9 +114,8 @@ void container_child(const struct child_ctx *c) {
     fail(c, &err);
   }
   /* PID 1: the workload's exec closes the last copy of the channel. */
-  close(c->chan);
   proctitle_set("feather-init");
-  if (slave >= 0) close(slave);
+  syscall(SYS_close_range, 3U, ~0U, 0U); /* the channel, the pty slave, whatever the shim had open */
   sigset_t waitset;
   sigprocmask(SIG_SETMASK, NULL, &waitset);
   sigaddset(&waitset, SIGCHLD);

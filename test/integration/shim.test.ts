@@ -315,9 +315,12 @@ t.test('feather-shim', { skip }, async (t) => {
   });
 
   t.test('init=1: PID 1 is the init, SIGTERM is forwarded, 143', async (t) => {
-    const r = run(box('i', ['init=1', ...sh('echo $$; cat /proc/1/status | grep PPid')]));
+    const r = run(box('i', ['init=1', ...sh('echo $$; tr "\\0" " " < /proc/1/cmdline; echo; ls /proc/1/fd')]));
     t.equal(r.code, 0, r.stderr);
-    t.match(r.stdout, /^2\n/, 'the workload is PID 2');
+    const [pid, cmdline, ...fds] = r.stdout.trim().split('\n');
+    t.equal(pid, '2', 'the workload is PID 2');
+    t.equal(cmdline?.trim(), 'feather-init', 'PID 1 is the init, without the host\'s spec path');
+    t.same(fds, ['0', '1', '2'], 'the init holds only stdio');
     const p = spawn(SHIM, ['run', writeSpec(box('i', ['init=1', 'arg=sleep', 'arg=30']))], { stdio: 'ignore' });
     procs.push(p);
     await until('the container', () => childOf(p.pid ?? 0));
