@@ -29,7 +29,7 @@ export interface ExecContext {
   /** Seconds between SIGTERM and SIGKILL when stopping. */
   stopTimeoutS: number;
   /** CDI-style device names ("vendor.com/class=name") to device nodes; throws when unknown. */
-  resolveDevices(names: string[]): DeviceNode[];
+  resolveDevices(names: string[]): DeviceNode[] | Promise<DeviceNode[]>;
   /** Show a phase for a workload while a step works on it, or after it failed. */
   note(name: string, phase: Phase, reason?: string): void;
   /** The workload's step succeeded: its phase comes from the container again. */
@@ -175,7 +175,7 @@ export async function runRequest(w: Workload, generation: number, ctx: Pick<Exec
     binds,
     labels: ownerLabels(w, generation),
   };
-  if (w.devices.length > 0) req.devices = ctx.resolveDevices(w.devices);
+  if (w.devices.length > 0) req.devices = await ctx.resolveDevices(w.devices);
   return req;
 }
 

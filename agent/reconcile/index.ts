@@ -54,8 +54,8 @@ export interface ReconcilerDeps {
   /** Lifecycle events for the `events` topic. */
   publishEvent?: ((type: string, body: Record<string, unknown>) => void | Promise<void>) | undefined;
   logger?: Logger | undefined;
-  /** Device names ("vendor.com/class=name") to nodes; default: no devices can be given. */
-  resolveDevices?: ((names: string[]) => DeviceNode[]) | undefined;
+  /** Device names ("vendor.com/class=name") to nodes (the control plane's DeviceResolver fits); default: none. */
+  resolveDevices?: ((names: string[]) => DeviceNode[] | Promise<DeviceNode[]>) | undefined;
   /** Decoder for non-JSON (protobuf) desired payloads. */
   decodeBinary?: ((payload: Buffer) => unknown) | undefined;
   options?: ReconcilerOptions | undefined;

@@ -379,3 +379,30 @@ t.test('stop() ends reconciling: later messages are kept but not acted on', asyn
   await sleep(30);
   t.same(h.runtime.calls, []);
 });
+
+t.test('models are bind-mounted read-only under /models; devices need a resolver', async (t) => {
+  const h = harness(t);
+  h.rec.start();
+  const model = { name: 'resnet', url: 'http://h/resnet.onnx', sha256: SHA2 };
+  h.rec.setDesired(payload(1, [
+    { name: 'inf', image: 'busybox', models: [model] },
+    { name: 'gpu', image: 'busybox', devices: ['vendor.com/npu=0'] },
+  ]));
+  await eventually('reported', () => phases(h.rec.reported()).join() === 'inf:running,gpu:failed');
+  t.same(h.runtime.requests.find((r) => r.name === 'inf')?.binds, [{ source: `/models-store/${SHA2}`, target: '/models/resnet', readonly: true }]);
+  t.match(h.rec.reported().workloads[1], { reason: /NOT_FOUND.*no device registry/ });
+
+  const dir = mkdtempSync(join(tmpdir(), 'feather-rec-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const images = new FakeImages();
+  const runtime = new FakeRuntime(images);
+  const rec = new Reconciler({
+    runtime, images, dataPaths: new DataPaths(dir), options: FAST, publishReported: () => undefined,
+    resolveDevices: async (names) => names.map((n) => ({ hostPath: `/dev/${n.split('=')[1]}`, containerPath: '/dev/npu0' })),
+  });
+  t.teardown(() => rec.stop());
+  rec.start();
+  rec.setDesired(payload(1, [{ name: 'gpu', image: 'busybox', devices: ['vendor.com/npu=npu7'] }]));
+  await rec.idle();
+  t.same(runtime.requests[0]?.devices, [{ hostPath: '/dev/npu7', containerPath: '/dev/npu0' }]);
+});
