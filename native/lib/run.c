@@ -31,14 +31,12 @@ static long long finish_cgroups(const struct spec *s) {
   return total;
 }
 
-static int report_started(int *report_fd, const struct container *c, struct shim_err *err) {
-  if (*report_fd < 0) return 0;
+/* A starter that is gone (EPIPE) does not stop the container: state.json still names it. */
+static void report_started(int *report_fd, const struct container *c) {
+  if (*report_fd < 0) return;
   struct start_report r = {.ok = 1, .pid = (int)c->pid, .shim_pid = (int)getpid()};
-  int rc = write_all(*report_fd, &r, sizeof r);
-  int e = errno;
+  (void)write_all(*report_fd, &r, sizeof r);
   close_fd(report_fd);
-  if (rc < 0) return shim_err_sys(err, e, "write", "report the start");
-  return 0;
 }
 
 static enum io_mode io_mode(const struct spec *s) {
@@ -79,6 +77,9 @@ int run_container(const struct spec *s, int *report_fd, struct shim_err *err) {
   sigaddset(&set, SIGCHLD);
   if (s->tty) sigaddset(&set, SIGWINCH);
   if (sigprocmask(SIG_BLOCK, &set, &old) < 0) return shim_err_sys(err, errno, "sigprocmask", "block signals");
+  /* A reader that went away (the starter, a closed terminal) is a failed write, not our death:
+   * the container dies with this process. The workload gets SIGPIPE back (container_child.c). */
+  signal(SIGPIPE, SIG_IGN);
   cleanup_close int sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd < 0) return shim_err_sys(err, errno, "signalfd", "supervise signals");
 
@@ -89,12 +90,13 @@ int run_container(const struct spec *s, int *report_fd, struct shim_err *err) {
     return -1;
   }
   struct shim_state st = {.pid = c.pid, .shim_pid = getpid(), .started_at = c.started_at};
-  if ((s->state && state_write(s->state, &st, err) < 0) || report_started(report_fd, &c, err) < 0) {
+  if (s->state && state_write(s->state, &st, err) < 0) {
     kill(c.pid, SIGKILL);
     supervise_and_finish(s, &c, sigfd, &(struct shim_err){0});
     container_close(&c);
     return -1;
   }
+  report_started(report_fd, &c);
   int code = supervise_and_finish(s, &c, sigfd, err);
   container_close(&c);
   return code;

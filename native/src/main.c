@@ -1,4 +1,5 @@
 /* feather-shim: see docs/shim-spec.md. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,12 @@ static const struct command {
     {"features", cmd_features, "features"},
 };
 
+/* With a closed 0, 1 or 2, the next open would take its number and be clobbered by a later dup2. */
+static void ensure_stdio(void) {
+  for (int fd = 0; fd < 3; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) _exit(EXIT_SHIM_FAILED);
+}
+
 static int usage(void) {
   fprintf(stderr, "usage:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -25,6 +32,7 @@ static int usage(void) {
 }
 
 int main(int argc, char **argv) {
+  ensure_stdio();
   proctitle_init(argc, argv);
   if (argc < 2) return usage();
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
