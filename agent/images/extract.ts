@@ -24,6 +24,7 @@ import { ReadEntry, Unpack } from 'tar';
 import { FeatherError, errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import { blockSize, freeBytes, fsyncPath, removeTree, tempName } from './durable.js';
+import { hashFile } from './digest.js';
 import { ArchivePolicy } from './policy.js';
 import { SingleFlight } from './singleflight.js';
 
@@ -167,7 +168,14 @@ export async function extractArchive(archive: string, target: string, opts: Extr
     await fsyncTree(target);
     return { entries, skipped, sha256: actual, archiveBytes };
   } catch (e: unknown) {
-    const err = extractionError(failure ?? e, archive);
+    let err = extractionError(failure ?? e, archive);
+    if (opts.sha256 !== undefined && err.code !== 'CHECKSUM_MISMATCH' && !opts.signal?.aborted) {
+      // A tarball damaged on disk fails as a broken archive; its digest says what really happened.
+      const actual = await hashFile(archive).then((h) => h.sha256, () => undefined);
+      if (actual !== undefined && actual !== opts.sha256) {
+        err = new FeatherError('CHECKSUM_MISMATCH', `${archive} does not match its digest: expected sha256 ${opts.sha256}, got ${actual}; pull or import it again`, { expected: opts.sha256, actual }, { cause: err });
+      }
+    }
     // tar may still have a write in flight when the error surfaces: remove, wait, remove.
     await removeTree(target).catch(() => undefined);
     await sleep(50);
