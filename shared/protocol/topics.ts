@@ -60,6 +60,8 @@ export class Topics {
   get events(): string { return this.dev('events'); }
   /** Subscription filter for this device's commands. */
   get cmdFilter(): string { return this.dev('cmd/+'); }
+  /** Subscription filter for this device's replies (what a controller or a person listens to). */
+  get replyFilter(): string { return this.dev('reply/+'); }
   /** Subscription filter for commands to every agent. */
   get fleetCmdFilter(): string { return `${this.prefix}/fleet/cmd/+`; }
 

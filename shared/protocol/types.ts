@@ -1,4 +1,5 @@
-// The control plane's JSON shapes (../shared/DESIGN.md, "Commands", "Inventory"), as TypeScript.
+// The control plane's JSON shapes (../shared/DESIGN.md, "Commands"), as TypeScript. The inventory
+// is agent/devices/inventory.ts's.
 import type { ErrorCode } from '../errors.js';
 
 export const VERBS = [
@@ -34,27 +35,6 @@ export type Encoding = 'json' | 'protobuf';
 
 export const CONTENT_TYPE_JSON = 'application/json';
 export const CONTENT_TYPE_PROTOBUF = 'application/x-protobuf';
-
-export interface Accelerator {
-  kind: 'cuda' | 'tensorrt' | 'edgetpu' | 'npu' | 'gpu';
-  vendor: string;
-  model: string;
-  device: string;
-  memoryBytes?: number;
-}
-
-export interface Inventory {
-  id: string;
-  arch: string;
-  cpu: { model: string; cores: number; flags: string[] };
-  memoryBytes: number;
-  disk: { freeBytes: number };
-  kernel: string;
-  cgroup: 'v1' | 'v2';
-  accelerators: Accelerator[];
-  labels: Record<string, string>;
-  runtimes: string[];
-}
 
 /** The retained status message; the will carries online:false. */
 export interface Status {

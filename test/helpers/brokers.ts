@@ -177,6 +177,8 @@ export interface SubMessage {
   retain: boolean;
   /** MQTT 5 content type ('' when absent or under 3.1.1). */
   contentType: string;
+  /** MQTT 5 correlation data as text ('' when absent); tests use printable ones. */
+  correlationData: string;
   payload: Buffer;
   text: string;
 }
@@ -196,7 +198,7 @@ export class MosquittoSub {
   /** Subscribe to `topics` and resolve once the subscription is live. */
   static async start(broker: { port: number }, topics: string[], opts: { v5?: boolean } = {}): Promise<MosquittoSub> {
     const probe = `feather-test/probe/${process.pid}/${Math.random().toString(36).slice(2)}`;
-    const args = ['-h', '127.0.0.1', '-p', String(broker.port), '-q', '1', '-F', '%t\t%r\t%C\t%x'];
+    const args = ['-h', '127.0.0.1', '-p', String(broker.port), '-q', '1', '-F', '%t\t%r\t%C\t%D\t%x'];
     if (opts.v5) args.push('-V', 'mqttv5');
     for (const t of [...topics, probe]) args.push('-t', t);
     const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -206,7 +208,7 @@ export class MosquittoSub {
     while (!sub.messages.some((m) => m.topic === probe)) {
       if (Date.now() > deadline) throw new Error('mosquitto_sub did not become ready');
       await mosquittoPub(broker, probe, 'probe', { qos: 0 });
-      await sub.waitFor((m) => m.topic === probe, 200).catch(() => undefined);
+      await sub.waitForAny((m) => m.topic === probe, 200).catch(() => undefined);
     }
     return sub;
   }
@@ -217,15 +219,19 @@ export class MosquittoSub {
     while ((nl = this.buffered.indexOf('\n')) >= 0) {
       const line = this.buffered.slice(0, nl);
       this.buffered = this.buffered.slice(nl + 1);
-      const [topic = '', retain = '0', contentType = '', hex = ''] = line.split('\t');
+      const [topic = '', retain = '0', contentType = '', correlationData = '', hex = ''] = line.split('\t');
       const payload = Buffer.from(hex, 'hex');
-      this.messages.push({ topic, retain: retain === '1', contentType, payload, text: payload.toString('utf8') });
+      this.messages.push({ topic, retain: retain === '1', contentType, correlationData, payload, text: payload.toString('utf8') });
     }
     for (const w of this.waiters) w();
   }
 
-  /** The first message (already received or coming) that matches. */
-  async waitFor(match: (m: SubMessage) => boolean, timeoutMs = 10_000): Promise<SubMessage> {
+  /** The first message (already received or coming), readiness probes aside, that matches. */
+  waitFor(match: (m: SubMessage) => boolean, timeoutMs = 10_000): Promise<SubMessage> {
+    return this.waitForAny((m) => m.topic !== this.probeTopic && match(m), timeoutMs);
+  }
+
+  private async waitForAny(match: (m: SubMessage) => boolean, timeoutMs: number): Promise<SubMessage> {
     const found = this.messages.find(match);
     if (found) return found;
     return new Promise<SubMessage>((resolve, reject) => {

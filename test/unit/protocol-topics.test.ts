@@ -12,6 +12,7 @@ t.test('builds every topic of the contract under the prefix', async (t) => {
   t.equal(tp.cmd('container.run'), 'feather/v1/dev/edge-01/cmd/container.run');
   t.equal(tp.reply('r1'), 'feather/v1/dev/edge-01/reply/r1');
   t.equal(tp.cmdFilter, 'feather/v1/dev/edge-01/cmd/+');
+  t.equal(tp.replyFilter, 'feather/v1/dev/edge-01/reply/+');
   t.equal(tp.fleetCmd('ping'), 'feather/v1/fleet/cmd/ping');
   t.equal(tp.fleetCmdFilter, 'feather/v1/fleet/cmd/+');
   t.equal(new Topics('acme/feather/', 'x').status, 'acme/feather/dev/x/status', 'a trailing slash is dropped');
