@@ -198,7 +198,7 @@ export function createAgentMetrics(registry: Registry, opts: AgentMetricsOptions
 
   const inferenceSeries = new Map<string, Set<string>>();
   mqttConnected.set(0);
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (opts.defaultMetrics !== false) addDefaultMetrics(registry);
 
   return {
     registry,
@@ -232,4 +232,17 @@ export function createAgentMetrics(registry: Registry, opts: AgentMetricsOptions
       inferenceSeries.delete(name);
     },
   };
+}
+
+/**
+ * prom-client's process and Node.js metrics, minus the gauges it names *_total
+ * (nodejs_active_handles_total and friends): `promtool check metrics` rejects a non-counter with
+ * that suffix, and each is the sum of a labelled gauge that stays (nodejs_active_handles{type}).
+ */
+function addDefaultMetrics(registry: Registry): void {
+  const before = new Set(registry.getMetricsAsArray().map((m) => m.name));
+  collectDefaultMetrics({ register: registry });
+  for (const m of registry.getMetricsAsArray()) {
+    if (!before.has(m.name) && m.name.endsWith('_total') && String(m.type) !== 'counter') registry.removeSingleMetric(m.name);
+  }
 }

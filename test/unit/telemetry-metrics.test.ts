@@ -22,6 +22,9 @@ t.test('the contract names, on the registry passed in, never on the global one',
   for (const n of CONTRACT) t.ok(names.includes(n), n);
   t.ok(names.includes('process_cpu_seconds_total'), 'default process metrics');
   t.ok(names.includes('nodejs_eventloop_lag_seconds'), 'default Node.js metrics');
+  t.ok(names.includes('nodejs_active_handles'), 'labelled handle gauge kept');
+  t.same(registry.getMetricsAsArray().filter((m) => m.name.endsWith('_total') && String(m.type) !== 'counter').map((m) => m.name), [],
+    'no gauge named *_total (promtool rejects them)');
   t.equal(globalRegistry.getMetricsAsArray().length, 0, 'global registry untouched');
   // A second registry in the same process (tests, a second agent) does not collide.
   t.doesNotThrow(() => createAgentMetrics(new Registry(), { defaultMetrics: false }));
