@@ -73,7 +73,7 @@ export class Reconciler {
   private reachedGeneration = 0;
   private rejected: string | undefined;
   private readonly notes = new Map<string, PhaseNote>();
-  private pendingRestarts = new Map<string, PendingRestart>();
+  private pendingRestarts: ReadonlyMap<string, PendingRestart> = new Map();
   private readonly streaks = new Map<string, number>();
   private readonly extraRestarts = new Map<string, number>();
   private current: Reported = { generation: 0, workloads: [] };
@@ -186,11 +186,12 @@ export class Reconciler {
     const steps = plan(this.observe(desired), desired, { restartBackoff: this.restartBackoff });
     const touched = new Set(steps.flatMap(stepWorkloads));
     for (const name of [...this.notes.keys()]) if (!touched.has(name)) this.notes.delete(name);
-    this.pendingRestarts = new Map();
+    const pending = new Map<string, PendingRestart>();
     const acting = steps.filter((s) => s.action !== 'wait');
     if (acting.length > 0) this.log.info('reconcile.plan', { generation: desired.generation, steps: acting.map(summary) });
 
-    const failures = await executeSteps(steps, this.context(signal));
+    const failures = await executeSteps(steps, this.context(signal, pending));
+    this.pendingRestarts = pending; // swapped whole, so reports during the pass do not flap
     this.armWake();
     if (signal.aborted) return;
     if (failures.length === 0 && this.reachedGeneration !== desired.generation) {
@@ -227,7 +228,7 @@ export class Reconciler {
     };
   }
 
-  private context(signal: AbortSignal): ExecContext {
+  private context(signal: AbortSignal, pending: Map<string, PendingRestart>): ExecContext {
     return {
       runtime: this.deps.runtime,
       images: this.deps.images,
@@ -248,7 +249,7 @@ export class Reconciler {
         this.streaks.delete(name);
         this.extraRestarts.delete(name);
       },
-      pending: (name, restart) => this.pendingRestarts.set(name, restart),
+      pending: (name, restart) => pending.set(name, restart),
       event: (type, body) => this.event(type, body),
     };
   }
