@@ -9,6 +9,9 @@
 
 enum chan_type { CHAN_GO = 1, CHAN_ERR = 2, CHAN_PTY = 3 };
 
+/* At most this many fds ride on one message (idmapped layers with "go"). */
+#define CHAN_MAX_FDS 64
+
 struct chan_msg {
   int type;
   int code;
@@ -17,9 +20,10 @@ struct chan_msg {
 };
 
 int chan_pair(int sv[2], struct shim_err *err);
-int chan_send_go(int fd, struct shim_err *err);
-/* 1 when "go" arrived, 0 when the parent is gone (EOF). */
-int chan_wait_go(int fd, struct shim_err *err);
+/* "go", with n fds (the idmapped layers) or none. */
+int chan_send_go(int fd, const int *fds, size_t n, struct shim_err *err);
+/* 1 when "go" arrived (its fds in fds[0..*n)), 0 when the parent is gone (EOF). */
+int chan_wait_go(int fd, int *fds, size_t *n, struct shim_err *err);
 /* Best effort: the child is about to exit anyway. */
 void chan_send_err(int fd, const struct shim_err *e);
 int chan_send_fd(int fd, int passfd, struct shim_err *err);

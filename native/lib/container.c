@@ -10,6 +10,7 @@
 
 #include "cgroup.h"
 #include "chan.h"
+#include "idmap.h"
 #include "userns.h"
 #include "util.h"
 
@@ -22,10 +23,18 @@ static int clone_flags(const struct spec *s) {
 
 /* Before the child goes on: its id maps, then its cgroups (so it never runs unlimited). */
 static int prepare_child(pid_t pid, const struct spec *s, int chan, struct shim_err *err) {
+  int layers[CHAN_MAX_FDS];
+  size_t n = 0;
   if (s->userns && userns_write_maps(pid, s, err) < 0) return -1;
   for (size_t i = 0; i < s->n_cgroups; i++)
     if (cgroup_join(s->cgroups[i], pid, err) < 0) return -1;
-  return chan_send_go(chan, err);
+  if (s->idmap) {
+    if (idmap_layers(pid, s, layers, err) < 0) return -1;
+    n = s->n_lower;
+  }
+  int rc = chan_send_go(chan, layers, n, err);
+  for (size_t i = 0; i < n; i++) close(layers[i]);
+  return rc;
 }
 
 /* Read the child's messages until EOF (exec done) or an error report. */

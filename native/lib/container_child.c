@@ -51,13 +51,13 @@ static int redirect_output(const struct child_ctx *c, struct shim_err *err) {
 }
 
 /* Build the container up to (not including) exec. Returns the pty slave fd, or -1 when there is none. */
-static int setup(const struct child_ctx *c, int *slave, struct shim_err *err) {
+static int setup(const struct child_ctx *c, const int *layers, size_t n_layers, int *slave, struct shim_err *err) {
   const struct spec *s = c->spec;
   if (s->userns && userns_become_root(err) < 0) return -1;
   if (tie_to_parent(c->chan, err) < 0) return -1;
   if (unshare(CLONE_NEWCGROUP) < 0) return shim_err_sys(err, errno, "unshare", "cgroup namespace");
   umask(0);
-  cleanup_close int rootfd = mounts_build_root(s, err);
+  cleanup_close int rootfd = mounts_build_root(s, layers, n_layers, err);
   if (rootfd < 0) return -1;
   if (mounts_pivot(rootfd, err) < 0) return -1;
   if (mounts_mask(err) < 0) return -1;
@@ -97,9 +97,12 @@ static void fail(const struct child_ctx *c, const struct shim_err *err) {
 void container_child(const struct child_ctx *c) {
   struct shim_err err = {0};
   int slave = -1;
-  int go = chan_wait_go(c->chan, &err);
+  int layers[CHAN_MAX_FDS];
+  size_t n_layers = 0;
+  int go = chan_wait_go(c->chan, layers, &n_layers, &err);
   if (go <= 0) _exit(EXIT_SHIM_FAILED); /* the shim is gone */
-  if (setup(c, &slave, &err) < 0) fail(c, &err);
+  if (setup(c, layers, n_layers, &slave, &err) < 0) fail(c, &err);
+  for (size_t i = 0; i < n_layers; i++) close(layers[i]);
   if (!c->spec->init) {
     exec_workload_now(c, slave, &err);
     fail(c, &err);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -11,15 +12,16 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "idmap.h"
 #include "util.h"
 
-static int mount_overlay(const struct spec *s, struct shim_err *err) {
+static int mount_overlay(const struct spec *s, char *const *lowers, struct shim_err *err) {
   char opts[4096];
   size_t off = 0;
   int n = snprintf(opts, sizeof opts, "lowerdir=");
   off = (size_t)n;
   for (size_t i = 0; i < s->n_lower && off < sizeof opts; i++) {
-    n = snprintf(opts + off, sizeof opts - off, "%s%s", i ? ":" : "", s->lower[i]);
+    n = snprintf(opts + off, sizeof opts - off, "%s%s", i ? ":" : "", lowers[i]);
     off += (size_t)n;
   }
   if (off < sizeof opts) {
@@ -85,10 +87,22 @@ static int mount_sys(int rootfd, const struct spec *s, struct shim_err *err) {
   return bind_into(rootfd, "/sys", "/sys", 1, err);
 }
 
-int mounts_build_root(const struct spec *s, struct shim_err *err) {
+/* The overlay's lower layers: the spec's paths, or the idmapped clones staged at rootfs. */
+static int overlay_root(const struct spec *s, const int *layer_fds, size_t n_fds, struct shim_err *err) {
+  if (n_fds == 0) return mount_overlay(s, (char *const *)s->lower, err);
+  char **staged = calloc(n_fds, sizeof *staged);
+  if (!staged) return shim_err_sys(err, ENOMEM, "calloc", "layer paths");
+  int rc = idmap_stage(s, layer_fds, n_fds, staged, err);
+  if (rc == 0) rc = mount_overlay(s, staged, err);
+  for (size_t i = 0; i < n_fds; i++) free(staged[i]);
+  free(staged);
+  return rc;
+}
+
+int mounts_build_root(const struct spec *s, const int *layer_fds, size_t n_fds, struct shim_err *err) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
     return shim_err_sys(err, errno, "mount", "make / private");
-  if (mount_overlay(s, err) < 0) return -1;
+  if (overlay_root(s, layer_fds, n_fds, err) < 0) return -1;
   cleanup_close int rootfd = RETRY(open(s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (rootfd < 0) return shim_err_sys(err, errno, "open", "root %s", s->rootfs);
   if (mount_fresh(rootfd, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) < 0) return -1;

@@ -2,12 +2,14 @@
 #ifndef FEATHER_MOUNTS_H
 #define FEATHER_MOUNTS_H
 
+#include <stddef.h>
+
 #include "error.h"
 #include "spec.h"
 
 /* Before pivot_root: / private, overlay at rootfs, /proc, /sys, /dev, bind= and device= entries.
- * Returns an O_PATH fd of the new root. */
-int mounts_build_root(const struct spec *s, struct shim_err *err);
+ * layer_fds: idmapped lower layers from the shim (idmap=1), else none. Returns an O_PATH fd of the new root. */
+int mounts_build_root(const struct spec *s, const int *layer_fds, size_t n_fds, struct shim_err *err);
 
 /* pivot_root into rootfd and detach the old root entirely. */
 int mounts_pivot(int rootfd, struct shim_err *err);

@@ -8,13 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chan.h"
 #include "util.h"
 
 #define SPEC_MAX_BYTES (4 << 20)
 
 enum key_id {
   K_VERSION, K_NAME, K_ROOTFS, K_LOWER, K_UPPER, K_WORK, K_ARG, K_ENV, K_CWD, K_NETWORK,
-  K_CGROUP, K_USERNS, K_TTY, K_DETACH, K_INIT, K_STATE, K_LOG, K_LOG_MAX, K_BIND, K_DEVICE,
+  K_CGROUP, K_USERNS, K_IDMAP, K_TTY, K_DETACH, K_INIT, K_STATE, K_LOG, K_LOG_MAX, K_BIND, K_DEVICE,
   K_COUNT
 };
 
@@ -29,6 +30,7 @@ static const struct key_def keys[K_COUNT] = {
     [K_LOWER] = {"lower", 1, 1},     [K_UPPER] = {"upper", 1, 0},   [K_WORK] = {"work", 1, 0},
     [K_ARG] = {"arg", 1, 1},         [K_ENV] = {"env", 0, 1},       [K_CWD] = {"cwd", 0, 0},
     [K_NETWORK] = {"network", 0, 0}, [K_CGROUP] = {"cgroup", 0, 1}, [K_USERNS] = {"userns", 0, 0},
+    [K_IDMAP] = {"idmap", 0, 0},
     [K_TTY] = {"tty", 0, 0},         [K_DETACH] = {"detach", 0, 0}, [K_INIT] = {"init", 0, 0},
     [K_STATE] = {"state", 0, 0},     [K_LOG] = {"log", 0, 0},       [K_LOG_MAX] = {"log_max", 0, 0},
     [K_BIND] = {"bind", 0, 1},       [K_DEVICE] = {"device", 0, 1},
@@ -156,8 +158,8 @@ static int set_value(struct spec *s, int id, char *v, size_t rec, struct shim_er
   case K_USERNS:
     if (parse_userns(s, v) < 0) return bad(err, rec, k, "must be HOSTUID:HOSTGID:SIZE with SIZE > 0");
     return 0;
-  case K_TTY: case K_DETACH: case K_INIT: {
-    int *dst = id == K_TTY ? &s->tty : id == K_DETACH ? &s->detach : &s->init;
+  case K_TTY: case K_DETACH: case K_INIT: case K_IDMAP: {
+    int *dst = id == K_TTY ? &s->tty : id == K_DETACH ? &s->detach : id == K_INIT ? &s->init : &s->idmap;
     if (parse_bool(v, dst) < 0) return bad(err, rec, k, "must be 0 or 1");
     return 0;
   }
@@ -231,6 +233,10 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct shim_err *err) {
   for (int i = 0; i < K_COUNT; i++)
     if (keys[i].required && !seen[i])
       return shim_err_new(err, EXIT_SHIM_FAILED, "spec: missing required key \"%s\"", keys[i].name);
+  if (s->idmap && !s->userns)
+    return shim_err_new(err, EXIT_SHIM_FAILED, "spec: idmap=1 needs userns=HOSTUID:HOSTGID:SIZE");
+  if (s->idmap && s->n_lower > CHAN_MAX_FDS)
+    return shim_err_new(err, EXIT_SHIM_FAILED, "spec: idmap=1 takes at most %d lower layers", CHAN_MAX_FDS);
   if (s->tty && s->detach)
     return shim_err_new(err, EXIT_SHIM_FAILED, "spec: tty=1 and detach=1 cannot be combined");
   return 0;

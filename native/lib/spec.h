@@ -36,6 +36,7 @@ struct spec {
   int net_host, tty, detach, init;
   int userns;
   unsigned host_uid, host_gid, userns_size;
+  int idmap; /* lower layers owned as in the image, shifted by idmapped mounts (needs userns) */
   long long log_max; /* 0: no cap */
 };
 

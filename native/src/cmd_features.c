@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "idmap.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -29,9 +30,10 @@ int cmd_features(int argc, char **argv) {
   (void)argc;
   (void)argv;
   int userns = access("/proc/self/ns/user", F_OK) == 0;
-  printf("{\"spec\":[1],\"version\":\"%s\",\"idmap\":false,\"cgroupns\":%s,\"userns\":%s,"
+  printf("{\"spec\":[1],\"version\":\"%s\",\"idmap\":%s,\"cgroupns\":%s,\"userns\":%s,"
          "\"overlayInUserns\":%s,\"cgroup\":\"%s\",\"tty\":true,\"init\":true}\n",
-         SHIM_VERSION, access("/proc/self/ns/cgroup", F_OK) == 0 ? "true" : "false", userns ? "true" : "false",
+         SHIM_VERSION, idmap_supported() ? "true" : "false",
+         access("/proc/self/ns/cgroup", F_OK) == 0 ? "true" : "false", userns ? "true" : "false",
          userns && kernel_at_least(5, 11) ? "true" : "false", cgroup_mode());
   return 0;
 }

@@ -40,7 +40,7 @@ static void well_formed(void) {
   struct shim_err err = {0};
   const char *const recs[] = {BASE, "arg=sh", "arg=-c", "arg=echo a b\nc", "env=PATH=/bin", "env=A=", "cwd=/app",
                               "network=host", "cgroup=/sys/fs/cgroup/memory/f/x", "cgroup=/sys/fs/cgroup/pids/f/x",
-                              "userns=100000:100000:65536", "tty=1", "init=1", "state=/c/state.json",
+                              "userns=100000:100000:65536", "idmap=1", "tty=1", "init=1", "state=/c/state.json",
                               "log=/c/log", "log_max=1048576", "bind=/models/a\t/models\tro", "bind=/run/x.sock\t/run/s.sock\trw",
                               "device=/dev/fuse\t/dev/fuse", NULL};
   int r = parse(&s, &err, recs);
@@ -54,6 +54,7 @@ static void well_formed(void) {
   ok(s.net_host && s.tty && s.init && !s.detach, "flags");
   ok(s.n_cgroups == 2, "two cgroups");
   ok(s.userns && s.host_uid == 100000 && s.host_gid == 100000 && s.userns_size == 65536, "userns");
+  ok(s.idmap, "idmap");
   ok(s.log_max == 1048576, "log_max");
   ok(s.n_binds == 2 && s.binds[0].readonly && !s.binds[1].readonly, "bind modes");
   is_str(s.binds[0].src, "/models/a", "bind src");
@@ -105,6 +106,7 @@ static void malformed(void) {
   expect_bad("a relative bind", "absolute", (const char *const[]){BASE, "arg=x", "bind=a\t/b\tro", NULL});
   expect_bad("a device with 3 fields", "HOSTPATH", (const char *const[]){BASE, "arg=x", "device=/a\t/b\t/c", NULL});
   expect_bad("env without =", "KEY=VALUE", (const char *const[]){BASE, "arg=x", "env=PATH", NULL});
+  expect_bad("idmap without userns", "needs userns", (const char *const[]){BASE, "arg=x", "idmap=1", NULL});
   expect_bad("tty with detach", "cannot be combined", (const char *const[]){BASE, "arg=x", "tty=1", "detach=1", NULL});
 }
 

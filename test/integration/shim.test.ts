@@ -464,6 +464,25 @@ t.test('feather-shim', { skip }, async (t) => {
     t.equal(statSync(join(b.upper, 'root/f')).uid, 100000, 'files belong to the mapped host uid');
   });
 
+  const idmap = (JSON.parse(execFileSync(SHIM, ['features'], { encoding: 'utf8' })) as { idmap: boolean }).idmap;
+  t.test('userns with idmap=1: the image stays owned by root, an idmapped mount shifts it', { skip: !idmap && 'no idmapped mounts here' }, async (t) => {
+    const script = 'ls -ln /bin/busybox | awk \'{print $3, $4}\'; echo more >> /etc/passwd && echo appended; echo hi > /root/f';
+    const b = box('m', ['userns=100000:100000:65536', 'idmap=1', ...sh(script)]);
+    for (const d of [b.rootfs, b.upper, b.work]) lchownSync(d, 100000, 100000);
+    chmodSync(b.dir, 0o755);
+    const r = run(b);
+    t.equal(r.code, 0, r.stderr);
+    t.same(r.stdout.trim().split('\n'), ['0 0', 'appended'], 'root-owned inside, copy-up works');
+    t.equal(statSync(join(b.upper, 'etc/passwd')).uid, 100000, 'the copied-up file belongs to the range');
+    t.equal(statSync(join(lower, 'etc/passwd')).uid, 0, 'the shared layer is untouched');
+    t.notMatch(readFileSync(join(lower, 'etc/passwd'), 'utf8'), /more/);
+    // The same image without idmap shows the unmapped owner: this is what idmap=1 fixes.
+    const plain = box('m', ['userns=100000:100000:65536', ...sh('ls -ln /bin/busybox | awk \'{print $3}\'')]);
+    for (const d of [plain.rootfs, plain.upper, plain.work]) lchownSync(d, 100000, 100000);
+    chmodSync(plain.dir, 0o755);
+    t.equal(run(plain).stdout.trim(), '65534', 'unmapped without idmap');
+  });
+
   t.test('spec and setup errors exit 125 naming the failure', async (t) => {
     const b = box('bad', ['arg=true', 'color=red']);
     const r = run(b);
