@@ -86,7 +86,7 @@ export class TelemetryPublisher {
       .catch((e: unknown) => this.log.warn('telemetry.prime_failed', { error: e }))
       .finally(() => { if (this.inFlight === prime) this.inFlight = undefined; });
     this.inFlight = prime;
-    this.timer = setInterval(() => { void this.tick(); }, Math.max(1, this.deps.intervalS) * 1000);
+    this.timer = setInterval(() => { void this.tick(); }, Math.max(0.1, this.deps.intervalS) * 1000);
     this.timer.unref();
   }
 
