@@ -429,29 +429,49 @@ t.test('feather-shim', { skip }, async (t) => {
     t.notOk(existsSync(pidsCg), 'foreground mode removes the cgroup too');
   });
 
-  t.test('kill -9 of the supervisor kills the container and leaves no mount', async (t) => {
-    const b = box('pd', ['detach=1']);
-    b.records.push(`state=${b.state}`, 'arg=sleep', 'arg=30');
-    const started = startDetached(b);
-    pids.push(started.pid);
-    t.notOk(dead(started.pid), 'running');
-    t.same(hostMountsUnder(b.rootfs), [], 'the overlay is not visible on the host while it runs');
-    process.kill(started.shimPid, 'SIGKILL');
-    await until('the container to die', () => (dead(started.pid) ? true : undefined), 5000);
-    t.ok(dead(started.pid), 'the container died with its supervisor');
-    t.same(hostMountsUnder(b.rootfs), [], 'no mount left on the host');
-    t.equal(readState(b)?.status, 'running', 'the state still says running (gc records the exit)');
-  });
-
-  t.test('userns: container root is an unprivileged host range', async (t) => {
+  function userBox(name: string, extra: string[]): Box {
     const image = join(base, 'lower-100000');
     if (!existsSync(image)) {
       execFileSync('cp', ['-a', lower, image]);
       execFileSync('chown', ['-hR', '100000:100000', image]);
     }
-    const b = box('u', [], image);
+    const b = box(name, extra, image);
     for (const d of [b.rootfs, b.upper, b.work]) lchownSync(d, 100000, 100000);
     chmodSync(b.dir, 0o755);
+    return b;
+  }
+
+  for (const userns of [false, true]) {
+    t.test(`kill -9 of the supervisor kills the container and leaves no mount${userns ? ' (userns)' : ''}`, async (t) => {
+      const extra = ['detach=1', ...(userns ? ['userns=100000:100000:65536'] : [])];
+      const b = userns ? userBox('pd', extra) : box('pd', extra);
+      b.records.push(`state=${b.state}`, 'arg=sleep', 'arg=30');
+      const started = startDetached(b);
+      pids.push(started.pid);
+      t.notOk(dead(started.pid), 'running');
+      t.same(hostMountsUnder(b.rootfs), [], 'the overlay is not visible on the host while it runs');
+      process.kill(started.shimPid, 'SIGKILL');
+      await until('the container to die', () => (dead(started.pid) ? true : undefined), 5000);
+      t.ok(dead(started.pid), 'the container died with its supervisor');
+      t.same(hostMountsUnder(b.rootfs), [], 'no mount left on the host');
+      t.equal(readState(b)?.status, 'running', 'the state still says running (gc records the exit)');
+    });
+  }
+
+  t.test('the detached supervisor forwards SIGTERM', async (t) => {
+    const b = box('term', ['detach=1', 'init=1']);
+    b.records.push(`state=${b.state}`, 'arg=sleep', 'arg=30');
+    const started = startDetached(b);
+    pids.push(started.pid);
+    process.kill(started.shimPid, 'SIGTERM');
+    const done = await until('exited state', () => exitedState(b));
+    t.equal(done.exitCode, 143);
+    await until('the supervisor to exit', () => (dead(started.shimPid) ? true : undefined), 5000);
+    t.pass('the supervisor exits after the container');
+  });
+
+  t.test('userns: container root is an unprivileged host range', async (t) => {
+    const b = userBox('u', []);
     b.records.push('userns=100000:100000:65536', ...sh('cat /proc/self/uid_map /proc/self/gid_map; id -u; hostname; echo hi > /root/f; ls /sys/class/net'));
     const r = run(b);
     t.equal(r.code, 0, r.stderr);
