@@ -6,8 +6,6 @@ import { loadAgentConfig } from '../../shared/config/agent.js';
 import { configureLogging } from '../../shared/logging.js';
 import { errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
 import { DataPaths } from '../paths.js';
-import { containerCommands } from './containers.js';
-import { imageCommands } from './images.js';
 import type { CliContext, CommandHandler } from './context.js';
 
 const USAGE = `usage: feather-agent <command> [options]
@@ -24,11 +22,16 @@ Images:
 Global options: --data-dir DIR (env FEATHER_DATA_DIR), --config FILE (env FEATHER_CONFIG)
 `;
 
-const commands: Record<string, CommandHandler> = {
-  ...containerCommands,
-  ...imageCommands,
-  version: async (_argv, ctx) => { ctx.out(packageVersion()); return 0; },
-  help: async (_argv, ctx) => { ctx.out(USAGE.trimEnd()); return 0; },
+// Each command's module is loaded only when it runs: a CLI call pays for what it uses.
+type Loader = () => Promise<CommandHandler>;
+const containers = (name: string): Loader => async () => (await import('./containers.js')).containerCommands[name] as CommandHandler;
+const images = (name: string): Loader => async () => (await import('./images.js')).imageCommands[name] as CommandHandler;
+const commands: Record<string, Loader> = {
+  run: containers('run'), start: containers('start'), ps: containers('ps'), stop: containers('stop'),
+  rm: containers('rm'), logs: containers('logs'), gc: containers('gc'),
+  images: images('images'), image: images('image'), pull: images('pull'),
+  version: async () => async (_argv, ctx) => { ctx.out(packageVersion()); return 0; },
+  help: async () => async (_argv, ctx) => { ctx.out(USAGE.trimEnd()); return 0; },
 };
 
 function packageVersion(): string {
@@ -64,11 +67,12 @@ export async function main(argv: string[]): Promise<number> {
     const { rest, dataDir, config: configFile } = extractGlobals(argv);
     const [name, ...args] = rest;
     if (!name || name === '--help' || name === '-h') { out(USAGE.trimEnd()); return name ? 0 : 2; }
-    const handler = commands[name];
-    if (!handler) { err(`unknown command "${name}"; feather-agent help lists the commands`); return 2; }
+    const load = commands[name];
+    if (!load) { err(`unknown command "${name}"; feather-agent help lists the commands`); return 2; }
     if (name !== 'daemon') configureLogging({ level: (process.env['FEATHER_LOG_LEVEL'] as 'warn' | undefined) ?? 'warn' });
     const config = loadAgentConfig({ file: configFile, overrides: { dataDir } });
     const ctx: CliContext = { config, paths: new DataPaths(config.dataDir), out, err, isTTY: Boolean(process.stdout.isTTY) };
+    const handler = await load();
     return await handler(args, ctx);
   } catch (e: unknown) {
     if (isFeatherError(e)) {
