@@ -203,14 +203,23 @@ export class MosquittoSub {
     for (const t of [...topics, probe]) args.push('-t', t);
     const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'ignore'] });
     const sub = new MosquittoSub(child, broker, probe);
-    // It is subscribed once a message published after its SUBSCRIBE comes back.
-    const deadline = Date.now() + 10_000;
-    while (!sub.messages.some((m) => m.topic === probe)) {
-      if (Date.now() > deadline) throw new Error('mosquitto_sub did not become ready');
-      await mosquittoPub(broker, probe, 'probe', { qos: 0 });
-      await sub.waitForAny((m) => m.topic === probe, 200).catch(() => undefined);
-    }
+    await sub.ready();
     return sub;
+  }
+
+  /**
+   * Resolves once the subscription is live: a probe published now comes back. Call it again
+   * after a broker restart (mosquitto_sub reconnects and subscribes again by itself, a bit later).
+   */
+  async ready(timeoutMs = 15_000): Promise<void> {
+    const seen = this.messages.length;
+    const deadline = Date.now() + timeoutMs;
+    const back = (m: SubMessage): boolean => m.topic === this.probeTopic && this.messages.indexOf(m) >= seen;
+    while (!this.messages.some(back)) {
+      if (Date.now() > deadline) throw new Error('mosquitto_sub did not become ready');
+      await mosquittoPub(this.broker, this.probeTopic, 'probe', { qos: 0 }).catch(() => undefined);
+      await this.waitForAny(back, 200).catch(() => undefined);
+    }
   }
 
   private data(chunk: string): void {
