@@ -121,6 +121,12 @@ export function openStatsdSocket(path: string, onDatagram: DatagramHandler, opts
   let timer: NodeJS.Timeout | undefined;
   let resumeTimer: NodeJS.Timeout | undefined;
 
+  /** Count an error; log the 1st, 2nd, 4th, 8th… so a persistent one cannot flood the log. */
+  const failed = (event: string, fields: Record<string, unknown>): void => {
+    stats.errors++;
+    if ((stats.errors & (stats.errors - 1)) === 0) log.warn(event, { path, errors: stats.errors, ...fields });
+  };
+
   const refill = (): void => {
     const t = now();
     tokens = Math.min(burst, tokens + ((t - lastRefill) * rate) / 1000);
@@ -135,8 +141,7 @@ export function openStatsdSocket(path: string, onDatagram: DatagramHandler, opts
         const errno = c.errno();
         if (errno === EAGAIN) return true;
         if (errno === EINTR) { i--; continue; }
-        stats.errors++;
-        log.warn('statsd.recv_failed', { path, errno });
+        failed('statsd.recv_failed', { errno });
         return true;
       }
       tokens--;
@@ -146,8 +151,7 @@ export function openStatsdSocket(path: string, onDatagram: DatagramHandler, opts
       try {
         onDatagram(Buffer.from(buf.subarray(0, n)));
       } catch (e: unknown) {
-        stats.errors++;
-        log.warn('statsd.handler_failed', { path, error: e });
+        failed('statsd.handler_failed', { error: e });
       }
     }
     return false;
@@ -175,8 +179,7 @@ export function openStatsdSocket(path: string, onDatagram: DatagramHandler, opts
 
   const onPoll = (status: number): void => {
     if (status < 0) {
-      stats.errors++;
-      log.warn('statsd.poll_failed', { path, status });
+      failed('statsd.poll_failed', { status });
       return;
     }
     onReadable(batch);

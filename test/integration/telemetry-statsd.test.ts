@@ -217,3 +217,16 @@ for (const driver of ['poll', 'timer'] as StatsdDriver[]) {
     t.comment(`${driver}: flood ${floodMs} ms; sender: ${r.ok} accepted, ${r.eagain} refused (EAGAIN); agent: ${s.stats().received} received, throttled ${s.stats().throttled}x; event-loop delay max ${(lag.max / 1e6).toFixed(1)} ms, p99 ${(lag.percentile(99) / 1e6).toFixed(1)} ms`);
   });
 }
+
+t.test('a handler that throws is counted; the socket keeps reading', async (t) => {
+  const dir = tempDir(t);
+  let calls = 0;
+  const s = openStatsdSocket(join(dir, 'statsd.sock'), () => {
+    calls++;
+    if (calls === 1) throw new Error('boom');
+  });
+  t.teardown(() => s.close());
+  await send(s.path, 3, 'a:1|c');
+  await until('3 datagrams', () => calls === 3);
+  t.match(s.stats(), { received: 3, errors: 1 });
+});
