@@ -8,7 +8,6 @@ export const SOCK_DGRAM = 2;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 export const MSG_TRUNC = 0x20;
-export const MSG_DONTWAIT = 0x40;
 export const EINTR = 4;
 export const EAGAIN = 11;
 /** sizeof(struct sockaddr_un): sa_family_t (2 bytes) + sun_path[108]. */
