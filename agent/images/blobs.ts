@@ -121,6 +121,14 @@ async function hashExisting(partial: string, signal: AbortSignal): Promise<HashS
   return { hash, length };
 }
 
+async function truncateTo(partial: string, length: number): Promise<void> {
+  try {
+    await truncate(partial, length);
+  } catch (e: unknown) {
+    if (errnoCode(e) !== 'ENOENT' || length > 0) throw e;
+  }
+}
+
 async function discard(partial: string): Promise<HashState> {
   await unlink(partial).catch(() => undefined);
   return { hash: createHash('sha256'), length: 0 };
@@ -289,7 +297,7 @@ export class BlobFetcher {
       signal.throwIfAborted();
       try {
         if (!state) state = await hashExisting(partial, signal);
-        else if (state.length > 0) await truncate(partial, state.length); // drop a torn last write
+        else await truncateTo(partial, state.length); // drop a torn last write: the file holds exactly what was hashed
         if (state.length > 0) {
           resumedThisRun = true;
           if (resumedFrom === 0) resumedFrom = state.length;
@@ -376,7 +384,7 @@ export class BlobFetcher {
         this.log.info('pull.range_ignored', { url: url.href, held: state.length });
         state.hash = createHash('sha256');
         state.length = 0;
-        await truncate(partial, 0).catch(() => undefined);
+        await truncateTo(partial, 0);
       }
       const total = src.total;
       if (total !== undefined) {
