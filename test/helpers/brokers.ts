@@ -145,6 +145,44 @@ export const BROKERS: ReadonlyArray<{ kind: BrokerKind; start: (opts?: BrokerOpt
   { kind: 'mosquitto', start: startMosquitto },
 ];
 
+// ---- a TCP proxy that can cut the line (a network blip, without restarting the broker) -------
+
+export interface CuttableProxy {
+  readonly port: number;
+  readonly url: string;
+  /** Drop every connection and refuse new ones until up(). */
+  down(): void;
+  up(): void;
+  close(): Promise<void>;
+}
+
+export async function startProxy(target: { port: number }): Promise<CuttableProxy> {
+  const pairs = new Set<net.Socket>();
+  let refusing = false;
+  const server = net.createServer({ noDelay: true }, (client) => {
+    if (refusing) { client.destroy(); return; }
+    const upstream = net.connect({ port: target.port, host: '127.0.0.1', noDelay: true });
+    for (const s of [client, upstream]) {
+      pairs.add(s);
+      s.on('error', () => { client.destroy(); upstream.destroy(); });
+      s.on('close', () => { pairs.delete(s); client.destroy(); upstream.destroy(); });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(0, '127.0.0.1', resolve); });
+  const addr = server.address();
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  const down = (): void => { refusing = true; for (const s of pairs) s.destroy(); };
+  return {
+    port: addr.port,
+    url: `mqtt://127.0.0.1:${addr.port}`,
+    down,
+    up() { refusing = false; },
+    async close() { down(); await new Promise<void>((resolve) => server.close(() => resolve())); },
+  };
+}
+
 // ---- the mosquitto command-line clients ---------------------------------------------------------
 
 export interface PubOptions {

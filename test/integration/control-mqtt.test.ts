@@ -20,7 +20,7 @@ import { loadAgentConfig, type AgentConfig } from '../../shared/config/agent.js'
 import { configureLogging, createLogger } from '../../shared/logging.js';
 import { decodeReplyProto, encodeCommandProto } from '../../shared/protocol/proto.js';
 import { Topics } from '../../shared/protocol/topics.js';
-import { BROKERS, MosquittoSub, freePort, mosquittoPub, startAedes, startMosquitto, type SubMessage, type TestBroker } from '../helpers/brokers.js';
+import { BROKERS, MosquittoSub, freePort, mosquittoPub, startAedes, startMosquitto, startProxy, type SubMessage, type TestBroker } from '../helpers/brokers.js';
 
 const MAX_PAYLOAD = 4096;
 
@@ -220,6 +220,38 @@ async function runTests(): Promise<void> {
         t.match(await replyTo('away-1'), { ok: true });
         t.match(await replyTo('away-2'), { ok: true });
         await status.waitFor((m) => status.received.indexOf(m) > 0 && json(m)['online'] === true);
+      });
+
+      t.test('a network blip: the will fires, the agent comes back, re-reads desired and gets what was sent meanwhile', async (t) => {
+        const proxy = await startProxy(broker);
+        t.teardown(() => proxy.close());
+        const id = `edge-blip-${kind}`;
+        const tp = new Topics(config.topicPrefix, id);
+        const desired = '{"generation":3,"workloads":[]}';
+        await mosquittoPub(broker, tp.desired, desired, { retain: true });
+        t.teardown(() => mosquittoPub(broker, tp.desired, '', { retain: true }));
+        const p = await startAgent(agentConfig({ url: proxy.url, deviceId: id, dataDir: join(root, `blip-${kind}`) }));
+        t.teardown(() => p.stop());
+        const seen: string[] = [];
+        p.onDesired((payload) => seen.push(payload.toString()));
+        await until('desired', () => seen.length === 1);
+        t.same(seen, [desired]);
+        const status = await MosquittoSub.start(broker, [tp.status]);
+        t.teardown(() => status.stop());
+        await status.waitFor((m) => json(m)['online'] === true);
+
+        proxy.down();
+        await status.waitFor((m) => json(m)['online'] === false);
+        t.match(json(status.received[status.received.length - 1] as SubMessage), { online: false, reason: 'connection lost' }, 'the will');
+        await until('agent noticed', () => !p.connected);
+        await mosquittoPub(broker, tp.cmd('ping'), '{"requestId":"blip-1"}');
+        await sleep(300);
+        proxy.up();
+        t.match(json(await replies.waitFor((m) => m.topic === tp.reply('blip-1'), 15_000)), { ok: true }, 'queued in the session, answered on return');
+        await until('desired again', () => seen.length === 2);
+        t.same(seen, [desired, desired], 'the retained desired state is delivered again on resubscribe');
+        const back = await status.waitFor((m) => status.received.indexOf(m) > 1 && json(m)['online'] === true);
+        t.match(json(back), { online: true });
       });
 
       t.test('broker killed and restarted: the agent reconnects, republishes and answers', async (t) => {
