@@ -11,6 +11,8 @@ export interface CliContext {
   err: (line: string) => void;
   /** Whether stdout is a terminal (progress bars, tables). */
   isTTY: boolean;
+  /** The --config file, for commands that load the configuration again with their own flags. */
+  configFile?: string | undefined;
 }
 
 export type CommandHandler = (argv: string[], ctx: CliContext) => Promise<number>;

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // feather-agent: the device daemon and the local container CLI. A table of commands;
 // each handler lives with its domain (containers.ts, images.ts, daemon.ts, info.ts).
-import { readFileSync } from 'node:fs';
 import { loadAgentConfig } from '../../shared/config/agent.js';
 import { configureLogging } from '../../shared/logging.js';
 import { errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
 import { DataPaths } from '../paths.js';
+import { packageVersion } from '../../shared/version.js';
 import type { CliContext, CommandHandler } from './context.js';
 
 const USAGE = `usage: feather-agent <command> [options]
@@ -19,6 +19,9 @@ Images:
   images [--json]            pull URL --name NAME --sha256 HEX
   image import FILE --name NAME [--sha256 HEX]        image rm NAME
   image verify               image build RECIPE [--name N]   image build-all   image recipes
+Fleet agent:
+  daemon [--broker URL] [--device-id ID] [--metrics-port N] [--username U --password P]
+         [--telemetry-interval S] [--host-root DIR]
 Global options: --data-dir DIR (env FEATHER_DATA_DIR), --config FILE (env FEATHER_CONFIG)
 `;
 
@@ -30,19 +33,10 @@ const commands: Record<string, Loader> = {
   run: containers('run'), start: containers('start'), ps: containers('ps'), stop: containers('stop'),
   rm: containers('rm'), logs: containers('logs'), gc: containers('gc'),
   images: images('images'), image: images('image'), pull: images('pull'),
+  daemon: async () => (await import('./daemon.js')).daemon,
   version: async () => async (_argv, ctx) => { ctx.out(packageVersion()); return 0; },
   help: async () => async (_argv, ctx) => { ctx.out(USAGE.trimEnd()); return 0; },
 };
-
-function packageVersion(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'feather-fleet' && pkg.version) return pkg.version;
-    } catch { /* try the next location */ }
-  }
-  return 'unknown';
-}
 
 /** Pulls the global options out of argv (before a `--`), wherever they stand. */
 function extractGlobals(argv: string[]): { rest: string[]; dataDir?: string; config?: string } {
@@ -71,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!load) { err(`unknown command "${name}"; feather-agent help lists the commands`); return 2; }
     if (name !== 'daemon') configureLogging({ level: (process.env['FEATHER_LOG_LEVEL'] as 'warn' | undefined) ?? 'warn' });
     const config = loadAgentConfig({ file: configFile, overrides: { dataDir } });
-    const ctx: CliContext = { config, paths: new DataPaths(config.dataDir), out, err, isTTY: Boolean(process.stdout.isTTY) };
+    const ctx: CliContext = { config, paths: new DataPaths(config.dataDir), out, err, isTTY: Boolean(process.stdout.isTTY), configFile };
     const handler = await load();
     return await handler(args, ctx);
   } catch (e: unknown) {

@@ -4,12 +4,12 @@
 //   …
 //   await plane.stop();
 // It never waits for the broker: start returns at once and the connection comes and goes.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfig } from '../../shared/config/agent.js';
 import { messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import { Topics } from '../../shared/protocol/topics.js';
+import { packageVersion } from '../../shared/version.js';
 import type { Status } from '../../shared/protocol/types.js';
 import type { ContainerRuntime } from '../runtime/api.js';
 import { Dispatcher, type CommandRecord } from './dispatcher.js';
@@ -80,21 +80,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-/** The package version, from package.json above the source tree or above dist/. */
-export function packageVersion(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg: unknown = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));
-      if (typeof pkg === 'object' && pkg !== null && (pkg as { name?: unknown }).name === 'feather-fleet') {
-        const v = (pkg as { version?: unknown }).version;
-        if (typeof v === 'string') return v;
-      }
-    } catch {
-      // try the next location
-    }
-  }
-  return 'unknown';
-}
+export { packageVersion };
 
 function isolate<A extends unknown[]>(logger: Logger, what: string, fn: (...args: A) => void, ...args: A): void {
   try {

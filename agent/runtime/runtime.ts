@@ -15,7 +15,7 @@ import {
   isProcessAlive, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
   type ContainerConfig, type ShimState,
 } from './state.js';
-import type { ContainerInfo, RunRequest, RunResult, StopResult } from './types.js';
+import type { BindMount, ContainerInfo, RunRequest, RunResult, StopResult } from './types.js';
 import { shiftedLayer } from './userns.js';
 
 /** What the runtime needs from the image store. */
@@ -37,6 +37,14 @@ export interface RuntimeOptions {
   logger?: Logger | undefined;
 }
 
+/** What the daemon adds around a container's life (telemetry sockets). */
+export interface RuntimeHooks {
+  /** Before every start (first run, start, restart): extra bind mounts for this container. */
+  beforeStart?(config: ContainerConfig): BindMount[];
+  /** After the container and its files are removed. */
+  afterRemove?(name: string): void;
+}
+
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_USERNS = { uid: 100000, gid: 100000, size: 65536 };
 const EXIT_POLL_MS = 1000;
@@ -47,11 +55,20 @@ export class ShimRuntime implements ContainerRuntime {
   private readonly exitListeners = new Set<(exit: ContainerExit) => void>();
   private exitTimer: NodeJS.Timeout | undefined;
   private readonly seenRunning = new Set<string>();
+  private hooks: RuntimeHooks = {};
 
   constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.logger ?? createLogger('agent:runtime');
     this.shim = locateShim(opts.shimPath ?? '');
     for (const dir of [opts.paths.containers, opts.paths.tmp]) mkdirSync(dir, { recursive: true });
+  }
+
+  get cgroupMode(): CgroupManager['mode'] {
+    return this.opts.cgroups.mode;
+  }
+
+  setHooks(hooks: RuntimeHooks): void {
+    this.hooks = hooks;
   }
 
   /** Limits from a request, with the configured defaults for what it leaves out. */
@@ -175,7 +192,7 @@ export class ShimRuntime implements ContainerRuntime {
       statePath: cp.state,
       logPath: mode.detach ? cp.log : undefined,
       logMaxBytes: mode.detach ? this.opts.logMaxBytes : undefined,
-      binds: config.binds,
+      binds: [...config.binds, ...(this.hooks.beforeStart?.(config) ?? [])],
       devices: config.devices,
     };
   }
@@ -311,6 +328,11 @@ export class ShimRuntime implements ContainerRuntime {
     this.opts.cgroups.remove(name);
     this.seenRunning.delete(name);
     rmSync(this.opts.paths.container(name).dir, { recursive: true, force: true });
+    try {
+      this.hooks.afterRemove?.(name);
+    } catch (e: unknown) {
+      this.log.warn('hook.failed', { name, hook: 'afterRemove', error: e });
+    }
   }
 
   inspect(name: string): ContainerInfo {
