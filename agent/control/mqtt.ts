@@ -78,6 +78,14 @@ export interface MqttConnectionOptions {
 // CONNACK codes for "I do not speak this protocol version": 3.1.1 return code 1, MQTT 5 reason 0x84.
 const UNSUPPORTED_PROTOCOL = new Set([1, 0x84]);
 
+export const DEFAULT_RECONNECT = { minMs: 500, maxMs: 30_000 };
+
+/** Delay before reconnect attempt `attempt` (1, 2, …): minMs doubling up to maxMs, ±20% jitter, never below minMs. */
+export function reconnectDelay(attempt: number, bounds: { minMs: number; maxMs: number }, random: () => number = Math.random): number {
+  const base = Math.min(bounds.maxMs, bounds.minMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30));
+  return Math.max(bounds.minMs, Math.round(base * (0.8 + random() * 0.4)));
+}
+
 export class MqttConnection {
   private client: MqttClient | undefined;
   private attempts = 0;
@@ -89,8 +97,11 @@ export class MqttConnection {
   private up = false;
   private stopping = false;
 
+  private readonly backoff: { minMs: number; maxMs: number };
+
   constructor(private readonly opts: MqttConnectionOptions) {
     this.protocolVersion = opts.settings.protocolVersion;
+    this.backoff = opts.reconnect ?? DEFAULT_RECONNECT;
   }
 
   get connected(): boolean { return this.client?.connected === true; }
@@ -99,14 +110,13 @@ export class MqttConnection {
   start(): void {
     if (this.client !== undefined) return;
     const { settings } = this.opts;
-    const min = this.opts.reconnect?.minMs ?? 500;
     const clientOpts: IClientOptions = {
       clientId: settings.clientId,
       clean: false,
       protocolVersion: this.protocolVersion,
       keepalive: this.opts.keepaliveS ?? 30,
       connectTimeout: this.opts.connectTimeoutMs ?? 10_000,
-      reconnectPeriod: min,
+      reconnectPeriod: this.backoff.minMs,
       reconnectOnConnackError: true,
       resubscribe: false,
       manualConnect: true,
@@ -197,7 +207,7 @@ export class MqttConnection {
   private async onConnected(client: MqttClient, sessionPresent: boolean): Promise<void> {
     this.attempts = 0;
     this.up = true;
-    client.options.reconnectPeriod = this.opts.reconnect?.minMs ?? 500;
+    client.options.reconnectPeriod = this.backoff.minMs;
     this.lastError = '';
     this.opts.logger.info('mqtt.connected', { url: this.opts.settings.url, protocolVersion: this.protocolVersion, sessionPresent });
     this.opts.onStateChange?.(true);
@@ -235,7 +245,7 @@ export class MqttConnection {
     if (code !== undefined && UNSUPPORTED_PROTOCOL.has(code) && this.protocolVersion === 5) {
       this.protocolVersion = 4;
       client.options.protocolVersion = 4;
-      client.options.reconnectPeriod = this.opts.reconnect?.minMs ?? 500;
+      client.options.reconnectPeriod = this.backoff.minMs;
       this.opts.logger.warn('mqtt.protocol_fallback', { url: this.opts.settings.url, from: 5, to: 4, reason: e.message });
       return;
     }
@@ -252,12 +262,9 @@ export class MqttConnection {
       this.opts.logger.warn('mqtt.connection_lost', { url: this.opts.settings.url });
       this.opts.onStateChange?.(false);
     }
-    const min = this.opts.reconnect?.minMs ?? 500;
-    const max = this.opts.reconnect?.maxMs ?? 30_000;
     this.attempts++;
-    const base = Math.min(max, min * 2 ** Math.min(this.attempts, 20));
     // MQTT.js already armed its timer with the current period; this one is for the next retry.
-    client.options.reconnectPeriod = Math.max(min, Math.round(base * (0.8 + Math.random() * 0.4)));
+    client.options.reconnectPeriod = reconnectDelay(this.attempts, this.backoff);
     client.options.will = this.willPacket();
   }
 
