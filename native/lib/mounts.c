@@ -84,7 +84,14 @@ static int mount_sys(int rootfd, const struct spec *s, struct shim_err *err) {
   if (mount_fresh(rootfd, "/sys", "sysfs", flags, NULL, err) == 0) return 0;
   /* A user namespace may not mount sysfs for the host's network namespace: bind it read-only. */
   if (!(s->userns && s->net_host && err->errnum == EPERM)) return -1;
-  return bind_into(rootfd, "/sys", "/sys", 1, err);
+  if (bind_into(rootfd, "/sys", "/sys", 1, err) < 0) return -1;
+  /* The recursive bind brings the host's cgroup hierarchies: cover them. */
+  char fdp[FD_PATH_MAX];
+  cleanup_close int cg = fs_open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY, err);
+  if (cg < 0) return err->errnum == ENOENT ? 0 : -1;
+  if (mount("tmpfs", fs_fd_path(fdp, cg), "tmpfs", flags, "mode=555,size=4k") < 0)
+    return shim_err_sys(err, errno, "mount", "cover /sys/fs/cgroup");
+  return 0;
 }
 
 /* The overlay's lower layers: the spec's paths, or the idmapped clones staged at rootfs. */

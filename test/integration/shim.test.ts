@@ -470,6 +470,15 @@ t.test('feather-shim', { skip }, async (t) => {
     t.pass('the supervisor exits after the container');
   });
 
+  t.test('userns with network=host: /sys is the host\'s, read-only, without its cgroups', async (t) => {
+    const b = userBox('uh', ['network=host', ...sh('ls /sys/class/net; echo cg=$(ls -A /sys/fs/cgroup | wc -l); touch /sys/x 2>/dev/null || echo sys-ro')]);
+    const r = run(b);
+    t.equal(r.code, 0, r.stderr);
+    for (const nic of readdirSync('/sys/class/net')) t.match(r.stdout, new RegExp(`^${nic}$`, 'm'), nic);
+    t.match(r.stdout, /^cg=0$/m, 'the host cgroup hierarchies are covered');
+    t.match(r.stdout, /^sys-ro$/m);
+  });
+
   t.test('userns: container root is an unprivileged host range', async (t) => {
     const b = userBox('u', []);
     b.records.push('userns=100000:100000:65536', ...sh('cat /proc/self/uid_map /proc/self/gid_map; id -u; hostname; echo hi > /root/f; ls /sys/class/net'));
