@@ -10,7 +10,7 @@ import type { ContainerRuntime, ContainerExit, GcReport } from './api.js';
 import type { CgroupManager, CgroupUsage } from './cgroups/types.js';
 import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from './limits.js';
 import { encodeSpec, type ShimSpec } from './spec.js';
-import { locateShim, runAttached, startDetached } from './shim.js';
+import { locateShim, runAttached, shimFeatures, startDetached, type ShimFeatures } from './shim.js';
 import {
   isProcessAlive, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
   type ContainerConfig, type ShimState,
@@ -56,11 +56,17 @@ export class ShimRuntime implements ContainerRuntime {
   private exitTimer: NodeJS.Timeout | undefined;
   private readonly seenRunning = new Set<string>();
   private hooks: RuntimeHooks = {};
+  private features: ShimFeatures | undefined;
 
   constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.logger ?? createLogger('agent:runtime');
     this.shim = locateShim(opts.shimPath ?? '');
     for (const dir of [opts.paths.containers, opts.paths.tmp]) mkdirSync(dir, { recursive: true });
+  }
+
+  shimFeatures(): ShimFeatures {
+    this.features ??= shimFeatures(this.shim);
+    return this.features;
   }
 
   get cgroupMode(): CgroupManager['mode'] {
@@ -92,7 +98,7 @@ export class ShimRuntime implements ContainerRuntime {
     const limits = this.resolveLimits(req.limits);
     const cp = this.opts.paths.container(name);
     try {
-      mkdirSync(cp.dir, { mode: 0o700 });
+      mkdirSync(cp.dir, { mode: 0o711 }); // traversable by a user-namespaced container root
     } catch (e: unknown) {
       if (errnoCode(e) === 'EEXIST') {
         throw new FeatherError('CONFLICT', `container name "${name}" is in use; remove it (feather-agent rm ${name}) or choose another name`);
@@ -102,19 +108,22 @@ export class ShimRuntime implements ContainerRuntime {
     try {
       const imageLayer = await this.opts.images.ensureExtracted(req.image);
       const userns = req.userns ? (this.opts.usernsRange ?? DEFAULT_USERNS) : undefined;
+      // Where the kernel has idmapped mounts the shim shifts ownership; else a chowned copy per mapping.
+      const idmap = userns !== undefined && this.shimFeatures().idmap;
       const lowers = [...(req.extraLayers ?? []), imageLayer];
       const config: ContainerConfig = {
         version: 1,
         name,
         image: req.image,
         imageSha256: image.sha256,
-        lowers: userns ? lowers.map((l) => shiftedLayer(l, userns)) : lowers,
+        lowers: userns && !idmap ? lowers.map((l) => shiftedLayer(l, userns)) : lowers,
         args: req.args && req.args.length > 0 ? req.args : ['/bin/sh'],
         env: req.env ?? {},
         limits,
         network: req.network ?? 'none',
         restart: req.restart ?? 'no',
         userns,
+        idmap,
         init: req.init ?? false,
         binds: req.binds ?? [],
         devices: req.devices ?? [],
@@ -123,7 +132,7 @@ export class ShimRuntime implements ContainerRuntime {
         restarts: 0,
       };
       for (const dir of [cp.upper, cp.work, cp.rootfs]) mkdirSync(dir, { mode: 0o755 });
-      if (userns) for (const dir of [cp.upper, cp.work]) chownSync(dir, userns.uid, userns.gid);
+      if (userns) for (const dir of [cp.upper, cp.work, cp.rootfs]) chownSync(dir, userns.uid, userns.gid);
       writeFileAtomic(cp.config, JSON.stringify(config, null, 2));
       return config;
     } catch (e: unknown) {
@@ -186,6 +195,7 @@ export class ShimRuntime implements ContainerRuntime {
       network: config.network,
       cgroups: cgroupDirs,
       userns: config.userns,
+      idmap: config.idmap,
       tty: mode.tty,
       detach: mode.detach,
       init: config.init,

@@ -1,5 +1,5 @@
 // Starting feather-shim: locating the binary, detached starts and attached (foreground) runs.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { FeatherError } from '../../shared/errors.js';
@@ -80,4 +80,22 @@ export function runAttached(shim: string, specPath: string): Promise<number> {
 const SIGNALS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
 function signalNumber(signal: NodeJS.Signals): number {
   return SIGNALS[signal] ?? 0;
+}
+
+export interface ShimFeatures {
+  spec: number[];
+  /** Idmapped mounts: --userns without chowned copies of the image layers. */
+  idmap: boolean;
+  userns: boolean;
+}
+
+/** What this shim build and kernel support (`feather-shim features`); asked once per process. */
+export function shimFeatures(shim: string): ShimFeatures {
+  const r = spawnSync(shim, ['features'], { encoding: 'utf8' });
+  try {
+    const f = JSON.parse(r.stdout) as Partial<ShimFeatures>;
+    return { spec: f.spec ?? [1], idmap: f.idmap === true, userns: f.userns === true };
+  } catch {
+    return { spec: [1], idmap: false, userns: false };
+  }
 }

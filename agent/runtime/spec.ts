@@ -18,6 +18,8 @@ export interface ShimSpec {
   network: NetworkMode;
   cgroups: string[];
   userns?: { uid: number; gid: number; size: number } | undefined;
+  /** With userns: shift the lower layers by idmapped mounts instead of chowned copies. */
+  idmap?: boolean | undefined;
   tty: boolean;
   detach: boolean;
   init: boolean;
@@ -48,6 +50,7 @@ export function encodeSpec(spec: ShimSpec): Buffer {
   add('network', spec.network);
   for (const dir of spec.cgroups) add('cgroup', dir);
   if (spec.userns) add('userns', `${spec.userns.uid}:${spec.userns.gid}:${spec.userns.size}`);
+  if (spec.userns && spec.idmap) add('idmap', 1);
   if (spec.tty) add('tty', 1);
   if (spec.detach) add('detach', 1);
   if (spec.init) add('init', 1);

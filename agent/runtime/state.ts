@@ -19,6 +19,8 @@ export interface ContainerConfig {
   network: NetworkMode;
   restart: RestartPolicy;
   userns: { uid: number; gid: number; size: number } | undefined;
+  /** The lowers are the cached layers as they are, shifted by idmapped mounts (else chowned copies). */
+  idmap?: boolean;
   init: boolean;
   binds: BindMount[];
   devices: DeviceNode[];

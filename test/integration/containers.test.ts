@@ -1,6 +1,6 @@
 // The runtime end to end, as root, with real containers on this host's cgroups.
 import t, { type Test } from 'tap';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cgroupLeftovers, hostMountsUnder, isRoot, runtimeFixture, type RuntimeFixture } from '../helpers/runtime-fixture.js';
@@ -145,6 +145,24 @@ if (!isRoot()) {
     assertNothingLeft(t, 'missing-cmd');
     await fx.runtime.remove('dup', { force: true });
     t.same(readdirSync(fx.paths.containers), []);
+  });
+
+  t.test('--userns: container root is an unprivileged host uid, image files still owned by root inside', async (t) => {
+    chmodSync(fx.root, 0o711); // mkdtemp made it 0700; the mapped root must traverse it
+    const script = 'cat /proc/self/uid_map; stat -c %u /bin/busybox; id -u; echo hi > /mine; stat -c %u /mine';
+    await fx.runtime.run({ name: 'userns', image: 'busybox', userns: true, args: ['sh', '-c', script] });
+    const c = await exited('userns');
+    t.equal(c.exitCode, 0, (await fx.runtime.logs('userns')).join('\n'));
+    const lines = (await fx.runtime.logs('userns')).map((l) => l.trim().replace(/\s+/g, ' '));
+    t.equal(lines[0], '0 100000 65536', 'uid 0 inside is 100000 outside');
+    t.equal(lines[1], '0', 'image files appear owned by root inside');
+    t.equal(lines[2], '0');
+    t.equal(lines[3], '0');
+    t.equal(statSync(join(fx.paths.container('userns').upper, 'mine')).uid, 100000, 'on the host the write belongs to the mapped uid');
+    const lower = await fx.images.ensureExtracted('busybox');
+    t.equal(statSync(join(lower, 'bin/busybox')).uid, 0, 'the cached layer is not chowned');
+    assertNothingLeft(t, 'userns');
+    await fx.runtime.remove('userns');
   });
 
   t.test('the cached layer is shared: one cache dir for many containers', async (t) => {
