@@ -1,0 +1,93 @@
+// The controller's shared vocabulary: what a deployment asks for, what the controller knows of a
+// device, and where replicas are placed. The scheduler is a pure function over these
+// (../../shared/DESIGN.md, "Scheduling"); the store persists them; the API and featherctl show them.
+import type { Inventory } from '../../agent/devices/inventory.js';
+
+export type Arch = 'x86_64' | 'aarch64' | 'riscv64';
+/** Accelerator kinds of the contract, plus `cpu` for "no accelerator" in preference lists. */
+export type AcceleratorKind = 'tensorrt' | 'cuda' | 'edgetpu' | 'npu' | 'gpu' | 'cpu';
+export type Precision = 'fp32' | 'fp16' | 'int8';
+
+/** A file the agent pulls and verifies (image tarball or model file). */
+export interface Artifact {
+  url: string;
+  sha256: string;
+}
+
+export interface ModelVariant extends Artifact {
+  accelerator: AcceleratorKind;
+  precision: Precision;
+}
+
+export interface RuntimeVariant {
+  arch: Arch;
+  /** Image name on the device, and where to pull it from. */
+  image: string;
+  url: string;
+  sha256: string;
+}
+
+export interface RolloutPolicy {
+  /** Replicas that may be down at once during a rollout wave. */
+  maxUnavailable: number;
+  /** Replicas of a new revision started first; the rest wait until they are running. */
+  canary: number;
+  /** Failed replicas of a new revision that stop the rollout and roll back. */
+  failureThreshold: number;
+}
+
+/** What an operator applies (featherctl apply -f deployment.yaml), validated at the boundary. */
+export interface DeploymentSpec {
+  name: string;
+  model: { name: string; variants: ModelVariant[] };
+  runtime: { variants: RuntimeVariant[]; args?: string[]; env?: Record<string, string> };
+  /** Exactly one of replicas or selector (selector: one replica per matching device). */
+  replicas?: number;
+  selector?: Record<string, string>;
+  resources: { memory: string; cpus: number };
+  /** Preference order, e.g. [tensorrt, cuda, edgetpu, npu, cpu]. */
+  accelerators: AcceleratorKind[];
+  /** Latency objective for the model on a replica. */
+  p95LatencyMs?: number;
+  strategy?: 'spread' | 'binpack';
+  rollout?: RolloutPolicy;
+  /** Optional command run on the controller to produce a variant from the base model. */
+  buildHook?: string;
+}
+
+export type DeploymentPhase = 'Progressing' | 'Available' | 'Degraded' | 'Failed';
+
+/** One replica's home. */
+export interface Placement {
+  deployment: string;
+  revision: number;
+  replica: number;
+  deviceId: string;
+  accelerator: AcceleratorKind;
+  precision: Precision;
+  /** Container name on the device (unique per device). */
+  container: string;
+}
+
+/** What the scheduler sees of a device. */
+export interface DeviceView {
+  id: string;
+  online: boolean;
+  /** Milliseconds since the epoch the device was last heard from. */
+  lastSeen: number;
+  inventory: Inventory | undefined;
+  labels: Record<string, string>;
+  /** "arch/cpu model/accelerator models": devices of one class share latency measurements. */
+  boardClass: string;
+}
+
+/** Measured latency of a model on a device (from telemetry). */
+export interface Measurement {
+  deviceId: string;
+  boardClass: string;
+  model: string;
+  precision: Precision;
+  p95Ms: number;
+  count: number;
+  at: number;
+}
