@@ -157,11 +157,13 @@ async function acquireLock(path: string, sha256: string): Promise<() => Promise<
   throw new FeatherError('CONFLICT', `could not take the download lock ${path}; retry`);
 }
 
-/** Throttled progress with a smoothed rate. */
+/** Throttled progress with a smoothed rate; a suppressed update is emitted when the interval ends. */
 class ProgressMeter {
   private lastAt = 0;
   private lastBytes = -1;
   private rate = 0;
+  private pending: { bytes: number; total: number | undefined } | undefined;
+  private timer: NodeJS.Timeout | undefined;
   constructor(private readonly emit: (p: FetchProgress) => void, private readonly intervalMs: number) {}
 
   update(bytes: number, total: number | undefined, final = false): void {
@@ -171,7 +173,15 @@ class ProgressMeter {
       this.lastBytes = bytes;
     }
     const dt = now - this.lastAt;
-    if (!final && dt < this.intervalMs) return;
+    if (!final && dt < this.intervalMs) {
+      this.pending = { bytes, total };
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        if (this.pending) this.update(this.pending.bytes, this.pending.total, true);
+      }, this.intervalMs - dt);
+      return;
+    }
+    this.stop();
     if (dt > 0) {
       const inst = ((bytes - this.lastBytes) * 1000) / dt;
       this.rate = this.rate === 0 ? inst : 0.7 * this.rate + 0.3 * inst;
@@ -179,6 +189,13 @@ class ProgressMeter {
     this.lastAt = now;
     this.lastBytes = bytes;
     this.emit({ bytes, total, rate: Math.round(this.rate) });
+  }
+
+  /** Drop a pending update (the transfer attempt is over). */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pending = undefined;
   }
 }
 
@@ -342,7 +359,8 @@ export class BlobFetcher {
           resumedThisRun = false;
           continue;
         }
-        if (signal.aborted || isFeatherError(e)) throw e;
+        if (isFeatherError(e)) throw e;
+        if (signal.aborted) throw new FeatherError('PULL_FAILED', `pull of ${url.href} was cancelled`, { held: state?.length ?? 0 }, { cause: e });
         const transient = isTransientNetworkError(e);
         const reason = messageOf(e);
         if (transient && transientFailures < this.retries) {
@@ -380,6 +398,8 @@ export class BlobFetcher {
     try {
       const src = await openSource(url, state.length, combined);
       close = src.close;
+      // An aborted request does not always end its response stream: end it here.
+      combined.addEventListener('abort', src.close, { once: true });
       if (src.start !== state.length) {
         this.log.info('pull.range_ignored', { url: url.href, held: state.length });
         state.hash = createHash('sha256');
@@ -411,6 +431,7 @@ export class BlobFetcher {
           if (need > free) throw noSpace(dir, need, free);
         }
         meter.update(state.length, total);
+        combined.throwIfAborted();
       }
       if (total !== undefined && state.length < total) {
         throw new TransientError(`short read: ${state.length} of ${total} bytes`);
@@ -422,6 +443,7 @@ export class BlobFetcher {
       throw e;
     } finally {
       clearTimeout(timer);
+      meter.stop();
       close?.();
       await fh?.close();
     }

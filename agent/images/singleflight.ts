@@ -5,7 +5,9 @@
 // - at most one `work` runs per key; it is forgotten the moment it settles, so a later call
 //   starts afresh (a failure is never cached);
 // - a caller's AbortSignal only ends that caller's wait; the work itself is aborted (through
-//   the signal it was given) when every caller waiting for it has gone.
+//   the signal it was given) when every caller waiting for it has gone, and that last caller
+//   returns only once the work has settled;
+// - a new caller never joins work that is being aborted: it waits for it, then starts afresh.
 
 interface Flight<T> {
   readonly promise: Promise<T>;
@@ -41,6 +43,12 @@ export class SingleFlight<T> {
   async run(key: string, work: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<{ value: T; shared: boolean }> {
     if (signal?.aborted) throw abortReason(signal);
     let flight = this.#flights.get(key);
+    // A flight whose callers all left is winding down: never join it, start after it.
+    while (flight !== undefined && flight.controller.signal.aborted) {
+      await flight.promise.catch(() => undefined);
+      flight = this.#flights.get(key);
+    }
+    if (signal?.aborted) throw abortReason(signal);
     const shared = flight !== undefined;
     if (!flight) flight = this.#start(key, work);
     flight.waiters++;
@@ -48,7 +56,12 @@ export class SingleFlight<T> {
       return { value: await waitFor(flight.promise, signal), shared };
     } finally {
       flight.waiters--;
-      if (flight.waiters === 0 && this.#flights.get(key) === flight) flight.controller.abort(signal?.reason);
+      if (flight.waiters === 0 && this.#flights.get(key) === flight) {
+        // The last caller left: stop the work, and return only once it has stopped (its
+        // files and locks are then in a known state).
+        flight.controller.abort(signal?.reason);
+        await flight.promise.catch(() => undefined);
+      }
     }
   }
 

@@ -5,11 +5,11 @@ import { lstatSync, statSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { FeatherError, errnoCode, messageOf } from '../../shared/errors.js';
+import { FeatherError, errnoCode, messageOf, toFeatherError } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import type { DataPaths } from '../paths.js';
 import { validateName } from '../runtime/limits.js';
-import { BlobFetcher, type FetchProgress } from './blobs.js';
+import { BlobFetcher, type FetchProgress, type FetchResult } from './blobs.js';
 import { hashFile, isSha256, parseSha256 } from './digest.js';
 import { isPidAlive, parseTempName, removeTree, tempName } from './durable.js';
 import { LayerCache } from './extract.js';
@@ -133,7 +133,14 @@ export class ImageStore {
         if ((await stat(dest)).size === current.size) return { name, sha256, bytes: current.size, durationMs: 0 };
       } catch { /* tarball gone: fetch it again */ }
     }
-    const r = await this.fetcher.fetchVerified({ url, sha256, dest, tmpDir: this.paths.tmp, onProgress: opts.onProgress, signal: opts.signal });
+    let r: FetchResult;
+    try {
+      r = await this.fetcher.fetchVerified({ url, sha256, dest, tmpDir: this.paths.tmp, onProgress: opts.onProgress, signal: opts.signal });
+    } catch (e: unknown) {
+      const fe = toFeatherError(e);
+      this.log.warn('pull.failed', { name, url, sha256, code: fe.code, reason: fe.message });
+      throw fe;
+    }
     await this.manifest.upsert({ name, sha256, size: r.bytes, source: url, pulledAt: new Date().toISOString() });
     this.log.info('image.pulled', { name, sha256, bytes: r.bytes, durationMs: r.durationMs, resumedFrom: r.resumedFrom, attempts: r.attempts });
     return { name, sha256, bytes: r.bytes, durationMs: r.durationMs };

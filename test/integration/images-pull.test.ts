@@ -134,6 +134,28 @@ t.test('a pull that gave up is resumed by the next one (a restarted agent)', asy
   t.ok(readFileSync(paths.imageTarball('web')).equals(blob));
 });
 
+t.test('a cancelled pull keeps its partial, leaves nothing at the destination, and is resumed', async (t) => {
+  const { url, seen } = await serve(t, (req, res, i) => {
+    if (i > 0) { sendBlob(req, res); return; }
+    res.writeHead(200, { 'content-length': blob.length });
+    res.write(blob.subarray(0, 1_000_000)); // then wait for the cancel
+  });
+  const s = store();
+  const ac = new AbortController();
+  const pulling = s.pull(url, {
+    name: 'web', sha256: sha, signal: ac.signal,
+    onProgress: (p) => { if (p.bytes >= 1_000_000) ac.abort(); },
+  });
+  const err = await failure(pulling);
+  t.equal(err.code, 'PULL_FAILED');
+  t.match(err.message, /cancelled/);
+  t.notOk(existsSync(s.paths.imageTarball('web')));
+  t.same(readdirSync(s.paths.tmp), [`${sha}.partial`], 'the partial is kept, the lock released');
+  await s.pull(url, { name: 'web', sha256: sha });
+  t.equal(seen[1]?.range, 'bytes=1000000-');
+  t.ok(readFileSync(s.paths.imageTarball('web')).equals(blob));
+});
+
 t.test('a server that ignores Range: the partial is dropped and the whole blob verifies', async (t) => {
   const { url, seen } = await serve(t, (req, res, i) => (i === 0 ? dieAfter(res, 1_000_000) : sendBlob(req, res, false)));
   const s = store({ retries: 1 });
