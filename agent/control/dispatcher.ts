@@ -119,9 +119,8 @@ export class Dispatcher {
       return;
     }
 
-    const executor = isVerb(verb) && decoded.error === undefined ? (EXECUTORS[verb] as Executor<Verb>) : undefined;
-    const { stored, replayed } = await this.opts.cache.once(requestId, verb, executor?.mutating ?? false,
-      () => this.execute(verb, requestId, decoded));
+    const mutating = isVerb(verb) && decoded.error === undefined && EXECUTORS[verb].mutating;
+    const { stored, replayed } = await this.opts.cache.once(requestId, verb, mutating, () => this.execute(verb, requestId, decoded));
     this.send(stored, route, decoded.encoding, requestId);
     if (replayed) logger.info('command.replayed', { verb, requestId });
     this.record(label, replayed ? 'replayed' : stored.reply.ok ? 'ok' : stored.reply.error.code, started);

@@ -134,6 +134,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     }
   };
 
+  const clientId = `feather-agent-${config.deviceId}`;
   const conn = new MqttConnection({
     settings: {
       url: config.broker.url,
@@ -143,7 +144,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       cert: config.broker.cert,
       key: config.broker.key,
       protocolVersion: config.broker.protocolVersion === 4 ? 4 : 5,
-      clientId: `feather-agent-${config.deviceId}`,
+      clientId,
     },
     logger: log.child('mqtt'),
     subscriptions: [topics.cmdFilter, topics.fleetCmdFilter, topics.desired],
@@ -185,8 +186,14 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   });
   const unsubscribeExit = deps.runtime.onExit((exit) => events.containerExit(exit));
 
-  conn.start();
-  log.info('control.started', { broker: config.broker.url, clientId: `feather-agent-${config.deviceId}`, prefix: topics.prefix, deviceId: topics.deviceId });
+  try {
+    conn.start();
+  } catch (e: unknown) {
+    unsubscribeExit();
+    await cache.close();
+    throw e;
+  }
+  log.info('control.started', { broker: config.broker.url, clientId, prefix: topics.prefix, deviceId: topics.deviceId });
 
   return {
     topics,

@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import { messageOf } from '../../shared/errors.js';
+import { FeatherError, messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 
 export interface IncomingMessage {
@@ -78,6 +78,14 @@ export interface MqttConnectionOptions {
 // CONNACK codes for "I do not speak this protocol version": 3.1.1 return code 1, MQTT 5 reason 0x84.
 const UNSUPPORTED_PROTOCOL = new Set([1, 0x84]);
 
+function readTlsFile(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e: unknown) {
+    throw new FeatherError('BAD_REQUEST', `config ${key}: cannot read ${path} (${messageOf(e)}); point it at a PEM file or leave it empty`);
+  }
+}
+
 export const DEFAULT_RECONNECT = { minMs: 500, maxMs: 30_000 };
 
 /** Delay before reconnect attempt `attempt` (1, 2, …): minMs doubling up to maxMs, ±20% jitter, never below minMs. */
@@ -128,9 +136,9 @@ export class MqttConnection {
     };
     if (settings.username) clientOpts.username = settings.username;
     if (settings.password) clientOpts.password = settings.password;
-    if (settings.ca) clientOpts.ca = readFileSync(settings.ca);
-    if (settings.cert) clientOpts.cert = readFileSync(settings.cert);
-    if (settings.key) clientOpts.key = readFileSync(settings.key);
+    if (settings.ca) clientOpts.ca = readTlsFile('broker.ca', settings.ca);
+    if (settings.cert) clientOpts.cert = readTlsFile('broker.cert', settings.cert);
+    if (settings.key) clientOpts.key = readTlsFile('broker.key', settings.key);
 
     const client = mqtt.connect(settings.url, clientOpts);
     this.client = client;

@@ -58,6 +58,15 @@ export async function waitForPort(port: number, timeoutMs = 10_000): Promise<voi
   }
 }
 
+/** Poll `cond` every 20 ms until it holds; throws naming `what` after `ms`. */
+export async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 export async function startAedes(opts: BrokerOptions = {}): Promise<TestBroker> {
   const port = opts.port ?? (await freePort());
   let broker: Aedes | undefined;
@@ -219,6 +228,11 @@ export interface SubMessage {
   correlationData: string;
   payload: Buffer;
   text: string;
+}
+
+/** A received message's payload as a JSON object. */
+export function messageJson(m: SubMessage): Record<string, unknown> {
+  return JSON.parse(m.text) as Record<string, unknown>;
 }
 
 /** mosquitto_sub in the background; every message is kept and can be awaited. */

@@ -11,18 +11,11 @@ import { startControlPlane, type ControlPlane } from '../../agent/control/index.
 import { loadAgentConfig } from '../../shared/config/agent.js';
 import { configureLogging, createLogger } from '../../shared/logging.js';
 import { Topics } from '../../shared/protocol/topics.js';
-import { BROKERS, MosquittoSub, mosquittoPub, type SubMessage } from '../helpers/brokers.js';
+import { BROKERS, MosquittoSub, messageJson, mosquittoPub, until, type SubMessage } from '../helpers/brokers.js';
 import { isRoot, runtimeFixture, type RuntimeFixture } from '../helpers/runtime-fixture.js';
 
-const json = (m: SubMessage): Record<string, unknown> => JSON.parse(m.text) as Record<string, unknown>;
+const json = messageJson;
 
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 if (!isRoot()) {
   t.comment('container verbs over MQTT need root: skipped');

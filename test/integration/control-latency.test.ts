@@ -16,7 +16,7 @@ import { ShimRuntime } from '../../agent/runtime/runtime.js';
 import { loadAgentConfig } from '../../shared/config/agent.js';
 import { configureLogging, createLogger } from '../../shared/logging.js';
 import { Topics } from '../../shared/protocol/topics.js';
-import { BROKERS } from '../helpers/brokers.js';
+import { BROKERS, until } from '../helpers/brokers.js';
 
 const ROUNDS = Number(process.env['FEATHER_LATENCY_ROUNDS'] ?? 300);
 // Each round costs ~90 ms with Nagle on: fewer of them say as much.
@@ -60,8 +60,7 @@ for (const { kind, start } of BROKERS) {
         waiting.get(id)?.();
       });
       await client.subscribeAsync(topics.replyFilter, { qos: 1 });
-      const deadline = Date.now() + 10_000;
-      while (!plane.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await until('agent connected', () => plane.connected);
 
       const ask = (id: string): Promise<number> => new Promise((resolve) => {
         const t0 = performance.now();

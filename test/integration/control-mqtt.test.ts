@@ -20,7 +20,9 @@ import { loadAgentConfig, type AgentConfig } from '../../shared/config/agent.js'
 import { configureLogging, createLogger } from '../../shared/logging.js';
 import { decodeReplyProto, encodeCommandProto } from '../../shared/protocol/proto.js';
 import { Topics } from '../../shared/protocol/topics.js';
-import { BROKERS, MosquittoSub, freePort, mosquittoPub, startAedes, startMosquitto, startProxy, type SubMessage, type TestBroker } from '../helpers/brokers.js';
+import {
+  BROKERS, MosquittoSub, freePort, messageJson, mosquittoPub, startAedes, startMosquitto, startProxy, until, type SubMessage, type TestBroker,
+} from '../helpers/brokers.js';
 
 const MAX_PAYLOAD = 4096;
 
@@ -53,15 +55,8 @@ async function startAgent(config: AgentConfig): Promise<ControlPlane> {
   });
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
-const json = (m: SubMessage): Record<string, unknown> => JSON.parse(m.text) as Record<string, unknown>;
+const json = messageJson;
 
 async function runTests(): Promise<void> {
   configureLogging({ level: process.env['FEATHER_LOG_LEVEL'] === 'debug' ? 'debug' : 'silent' });
