@@ -87,8 +87,13 @@ export function formatProgress(p: FetchProgress, width = 30): string {
   return `[${bar}] ${String(Math.floor(frac * 100)).padStart(3)}%  ${formatBytes(p.bytes)}/${formatBytes(p.total)}  ${rate}`;
 }
 
+function pulledMs(iso: string): number | undefined {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
 function imageRows(images: ImageInfo[]): string[][] {
-  return images.map((i) => [i.name, shortSha(i.sha256), formatBytes(i.size), i.cached ? 'yes' : 'no', i.source, relativeTime(Date.parse(i.pulledAt))]);
+  return images.map((i) => [i.name, shortSha(i.sha256), formatBytes(i.size), i.cached ? 'yes' : 'no', i.source, relativeTime(pulledMs(i.pulledAt))]);
 }
 
 const images: CommandHandler = guarded(async (argv, ctx) => {

@@ -138,7 +138,7 @@ export class ImageStore {
       r = await this.fetcher.fetchVerified({ url, sha256, dest, tmpDir: this.paths.tmp, onProgress: opts.onProgress, signal: opts.signal });
     } catch (e: unknown) {
       const fe = toFeatherError(e);
-      this.log.warn('pull.failed', { name, url, sha256, code: fe.code, reason: fe.message });
+      this.log.info('pull.failed', { name, url, sha256, code: fe.code, reason: fe.message });
       throw fe;
     }
     await this.manifest.upsert({ name, sha256, size: r.bytes, source: url, pulledAt: new Date().toISOString() });
