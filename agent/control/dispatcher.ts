@@ -155,17 +155,14 @@ export class Dispatcher {
 
   private send(stored: StoredReply, route: Route, encoding: Encoding, requestId?: string): void {
     const { topics, logger } = this.opts;
+    const encode = (r: Reply): string | Buffer => (encoding === 'protobuf' ? encodeReplyProto(stored.verb, r) : JSON.stringify(r));
     let payload: string | Buffer;
-    let reply = stored.reply;
-    if (encoding === 'protobuf') {
-      try {
-        payload = encodeReplyProto(stored.verb, reply);
-      } catch (e: unknown) {
-        reply = { requestId: reply.requestId, ok: false, error: { code: 'INTERNAL', message: `the reply could not be encoded as protobuf (${messageOf(e)}); send the command as JSON` } };
-        payload = encodeReplyProto(undefined, reply);
-      }
-    } else {
-      payload = JSON.stringify(reply);
+    try {
+      payload = encode(stored.reply);
+    } catch (e: unknown) {
+      const hint = encoding === 'protobuf' ? '; send the command as JSON' : '';
+      logger.error('reply.unencodable', { verb: stored.verb, encoding, error: messageOf(e) });
+      payload = encode({ requestId: stored.reply.requestId, ok: false, error: { code: 'INTERNAL', message: `the reply could not be encoded as ${encoding} (${messageOf(e)})${hint}` } });
     }
     const topic = route.responseTopic ?? (requestId !== undefined ? topics.reply(requestId) : undefined);
     if (topic === undefined) return;

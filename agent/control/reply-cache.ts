@@ -105,7 +105,13 @@ export class ReplyCache {
   }
 
   private remember(id: string, stored: StoredReply, persist: boolean): void {
-    const json = JSON.stringify({ id, ...(stored.verb === undefined ? {} : { verb: stored.verb }), reply: stored.reply });
+    let json: string;
+    try {
+      json = JSON.stringify({ id, ...(stored.verb === undefined ? {} : { verb: stored.verb }), reply: stored.reply });
+    } catch (e: unknown) {
+      this.opts.logger.warn('reply.not_kept', { requestId: id, error: messageOf(e) });
+      return;
+    }
     const bytes = Buffer.byteLength(json);
     if (bytes > this.maxBytes / 4) {
       // A log tail or a long list: a repeat of such a read-only request simply runs again.

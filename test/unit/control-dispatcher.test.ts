@@ -69,7 +69,7 @@ const images: ImagesApi = {
   ensureModel: async () => '/nowhere',
 };
 
-async function setup(opts: { maxPayloadBytes?: number } = {}) {
+async function setup(opts: { maxPayloadBytes?: number; inventory?: () => unknown } = {}) {
   const topics = new Topics('feather/v1', 'dev1');
   const published: Published[] = [];
   const records: CommandRecord[] = [];
@@ -81,7 +81,7 @@ async function setup(opts: { maxPayloadBytes?: number } = {}) {
   const dispatcher = new Dispatcher({
     topics, maxPayloadBytes: opts.maxPayloadBytes ?? 4096, cache, publish, events, logger,
     onCommand: (r) => records.push(r),
-    context: { runtime, images, inventory: () => ({ id: 'dev1' }), events, devices: undefined, logger, signal: new AbortController().signal },
+    context: { runtime, images, inventory: opts.inventory ?? (() => ({ id: 'dev1' })), events, devices: undefined, logger, signal: new AbortController().signal },
   });
   const send = async (verb: string, payload: string | Buffer, extra: Partial<IncomingMessage> = {}) => {
     dispatcher.handle({
@@ -190,6 +190,12 @@ t.test('runtime errors become replies with their code; unexpected ones INTERNAL'
   t.match(s.eventsOut().find((e) => e['type'] === 'pull.failed'), { name: 'bb', code: 'PULL_FAILED' });
   await s.send('container.run', '{"requestId":"d1","name":"w","image":"busybox","devices":["nvidia.com/gpu=0"]}');
   t.match(s.replies('d1')[0], { ok: false, error: { code: 'NOT_FOUND', message: /no device registry/ } });
+});
+
+t.test('a result that cannot be encoded is answered INTERNAL, not dropped', async (t) => {
+  const s = await setup({ inventory: () => ({ big: 10n }) });
+  await s.send('inventory', '{"requestId":"enc-1"}');
+  t.match(s.replies('enc-1')[0], { requestId: 'enc-1', ok: false, error: { code: 'INTERNAL', message: /could not be encoded as json/ } });
 });
 
 t.test('MQTT 5: response topic and correlation data are honoured', async (t) => {
