@@ -3,7 +3,7 @@
 // MQTT 5 the content type application/x-protobuf (or any other payload) means protobuf.
 import { FeatherError, messageOf } from '../errors.js';
 import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from '../../agent/runtime/limits.js';
-import type { NetworkMode, RestartPolicy } from '../../agent/runtime/types.js';
+import type { NetworkMode, RestartPolicy, RunRequest } from '../../agent/runtime/types.js';
 import { Fields, describe, isPlainObject, type JsonObject } from './fields.js';
 import { decodeCommandProto } from './proto.js';
 import { MAX_REQUEST_ID_LENGTH, isValidRequestId } from './topics.js';
@@ -137,15 +137,10 @@ function fromObject(encoding: Encoding, parsed: unknown): DecodedCommand {
 
 export interface ModelRef { name: string; url: string; sha256: string }
 
-export interface RunBody {
-  name: string;
-  image: string;
-  args?: string[] | undefined;
-  env?: Record<string, string> | undefined;
-  limits?: Partial<Limits> | undefined;
-  network?: NetworkMode | undefined;
-  restart?: RestartPolicy | undefined;
+/** container.run as validated: the runtime's fields, with models and devices still by name. */
+export interface RunBody extends Pick<RunRequest, 'name' | 'image' | 'args' | 'env' | 'limits' | 'network' | 'restart'> {
   models?: ModelRef[] | undefined;
+  /** CDI names ("vendor.com/class=name"), resolved to device nodes by the executor. */
   devices?: string[] | undefined;
 }
 
