@@ -3,6 +3,7 @@
 import { dirname, join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { AgentConfig } from '../../shared/config/agent.js';
+import { messageOf } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import { startControlPlane, type ControlPlane } from '../control/index.js';
 import { readInventory } from '../devices/inventory.js';
@@ -53,14 +54,22 @@ export class AgentDaemon {
   private async startParts(): Promise<void> {
     const { config } = this;
     // What a SIGKILLed agent or shim left: reap dead containers, orphan cgroups, temp files.
-    const gc = await this.runtime.gc();
+    // Best effort: a cgroup it cannot remove (one still holding processes, e.g. a container of
+    // another data dir on this host) must not keep the agent from starting.
+    const gc = await this.runtime.gc().catch((e: unknown) => {
+      this.log.warn('runtime.gc_failed', { error: messageOf(e) });
+      return { reaped: [] as string[] };
+    });
     await this.images.gc().catch((e: unknown) => this.log.warn('images.gc_failed', { error: e }));
     this.log.info('agent.starting', { deviceId: config.deviceId, dataDir: config.dataDir, broker: config.broker.url, reaped: gc.reaped });
 
     let plane: ControlPlane | undefined;
     const telemetry = new TelemetryService({
       config, registry: this.registry, runtime: this.runtime,
-      publish: (topic, payload, opts) => plane ? plane.publish(topic, payload, { ...opts, whenOffline: 'drop' }) : Promise.resolve(),
+      // The content type is an MQTT 5 property (dropped under 3.1.1), not a top-level option.
+      publish: (topic, payload, opts) => plane
+        ? plane.publish(topic, payload, { qos: opts.qos, properties: { contentType: opts.contentType }, whenOffline: 'drop' })
+        : Promise.resolve(),
       topic: `${config.topicPrefix}/dev/${config.deviceId}/telemetry`,
       mqttConnected: () => plane?.connected ?? false,
       logger: this.log.child('telemetry'),
