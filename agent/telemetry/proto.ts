@@ -1,10 +1,7 @@
 // The feather.v1.Telemetry message: TypeScript shape, and encoding as protobuf or JSON.
-// shared/protocol/telemetry.proto is loaded with protobufjs at run time. It is found from the
-// sources (agent/telemetry/proto.ts -> ../../shared/protocol/) and from the build
-// (dist/agent/telemetry/proto.js -> ../../../shared/protocol/, the package's own copy), so the
-// build need not copy it as long as the package ships shared/protocol/*.proto.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+// shared/protocol/telemetry.proto is loaded with protobufjs at run time, found like every
+// .proto of the package (shared/protocol/proto.ts locateProto).
+import { locateProto } from '../../shared/protocol/proto.js';
 import protobuf from 'protobufjs';
 import { FeatherError, messageOf } from '../../shared/errors.js';
 import type { DeviceStats, Temperature } from '../devices/stats.js';
@@ -57,17 +54,10 @@ export interface TelemetrySample {
   agent: AgentStatsSample;
 }
 
-const CANDIDATES = ['../../shared/protocol/telemetry.proto', '../../../shared/protocol/telemetry.proto'];
 
 /** Absolute path of telemetry.proto, from the sources or from dist/. */
 export function telemetryProtoPath(): string {
-  const tried: string[] = [];
-  for (const rel of CANDIDATES) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-    tried.push(p);
-  }
-  throw new FeatherError('INTERNAL', `cannot find telemetry.proto (looked at ${tried.join(', ')}); reinstall feather-fleet`);
+  return locateProto('telemetry.proto');
 }
 
 let telemetryType: protobuf.Type | undefined;
