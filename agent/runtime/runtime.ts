@@ -17,6 +17,8 @@ import {
 } from './state.js';
 import type { BindMount, ContainerInfo, RunRequest, RunResult, StopResult } from './types.js';
 import { shiftedLayer } from './userns.js';
+// CDI (agent/devices/cdi): device-cgroup rules, env, binds and poststart hooks from a container's devices.
+import { applyDeviceCgroup, containerDeviceEdits, runHooks } from '../devices/cdi/container.js';
 
 /** What the runtime needs from the image store. */
 export interface ImageLookup {
@@ -180,10 +182,13 @@ export class ShimRuntime implements ContainerRuntime {
 
   private spec(config: ContainerConfig, cgroupDirs: string[], mode: { detach: boolean; tty: boolean }): ShimSpec {
     const cp = this.opts.paths.container(config.name);
-    const env = Object.entries(config.env).map(([k, v]) => `${k}=${v}`);
-    if (!('PATH' in config.env)) env.unshift(DEFAULT_PATH);
-    if (!('HOME' in config.env)) env.push('HOME=/root');
-    if (mode.tty && !('TERM' in config.env)) env.push(`TERM=${process.env['TERM'] ?? 'xterm'}`);
+    // CDI: the specs' env under the workload's own; their mounts after the binds; only real nodes as devices.
+    const cdi = containerDeviceEdits(config.devices);
+    const ownEnv = { ...cdi.env, ...config.env };
+    const env = Object.entries(ownEnv).map(([k, v]) => `${k}=${v}`);
+    if (!('PATH' in ownEnv)) env.unshift(DEFAULT_PATH);
+    if (!('HOME' in ownEnv)) env.push('HOME=/root');
+    if (mode.tty && !('TERM' in ownEnv)) env.push(`TERM=${process.env['TERM'] ?? 'xterm'}`);
     return {
       name: config.name,
       rootfs: cp.rootfs,
@@ -202,8 +207,8 @@ export class ShimRuntime implements ContainerRuntime {
       statePath: cp.state,
       logPath: mode.detach ? cp.log : undefined,
       logMaxBytes: mode.detach ? this.opts.logMaxBytes : undefined,
-      binds: [...config.binds, ...(this.hooks.beforeStart?.(config) ?? [])],
-      devices: config.devices,
+      binds: [...config.binds, ...cdi.binds, ...(this.hooks.beforeStart?.(config) ?? [])],
+      devices: cdi.nodes,
     };
   }
 
@@ -213,6 +218,8 @@ export class ShimRuntime implements ContainerRuntime {
     this.opts.cgroups.remove(config.name);
     const cgroupDirs = this.opts.cgroups.create(config.name, config.limits);
     try {
+      // CDI: device-cgroup rules (v1: deny all, the shim's /dev basics, the container's nodes) before the workload runs.
+      cgroupDirs.push(...applyDeviceCgroup(this.opts.cgroups, config.name, config.devices, this.log));
       rmSync(cp.state, { force: true });
       writeFileSync(cp.spec, encodeSpec(this.spec(config, cgroupDirs, mode)), { mode: 0o600 });
     } catch (e: unknown) {
@@ -230,6 +237,8 @@ export class ShimRuntime implements ContainerRuntime {
       const state = readState(cp.state);
       const startedAt = state?.startedAt ?? Date.now();
       this.log.info('container.started', { name: config.name, pid: started.pid, image: config.image });
+      // CDI: poststart hooks run on the host once the workload runs (failures are logged, never fatal).
+      await runHooks(containerDeviceEdits(config.devices).hooks, 'poststart', { id: config.name, pid: started.pid, bundle: cp.dir }, this.log);
       return { name: config.name, pid: started.pid, startedAt };
     } catch (e: unknown) {
       this.opts.cgroups.remove(config.name);

@@ -1,0 +1,197 @@
+// The runtime's side of CDI. The control plane and the reconciler hand the runtime a RunRequest
+// whose `devices` (DeviceNode[]) come from the resolver (resolver.ts): the device nodes, each
+// carrying what the device cgroup needs, plus one entry with empty paths that carries the rest of
+// the edits (env, bind mounts, hooks). They are saved in the container's config.json as they are,
+// so a restart applies the same edits without reading the specs again. Here the runtime turns
+// them back into shim records, device-cgroup rules and hooks.
+import { spawn } from 'node:child_process';
+import type { Logger } from '../../../shared/logging.js';
+import { isPlainObject } from '../../../shared/protocol/fields.js';
+import type { CgroupBackend, CgroupManager, DeviceRule } from '../../runtime/cgroups/types.js';
+import type { BindMount, DeviceNode } from '../../runtime/types.js';
+import { statNode, type StatNode } from './resolve.js';
+import { CDI_HOOK_NAMES, type ResolvedEdits, type ResolvedHook } from './types.js';
+
+/** A device node from CDI: what the shim binds, and how the device cgroup allows it. */
+export interface CdiDeviceNode extends DeviceNode {
+  cdi: { device: string; type: 'c' | 'b' | 'p'; major: number; minor: number; access: string };
+}
+
+/** The entry that carries a CDI request's other edits; its paths are empty and it is no device. */
+export interface CdiEditsEntry extends DeviceNode {
+  hostPath: '';
+  containerPath: '';
+  cdiEdits: { devices: string[]; env: Record<string, string>; mounts: BindMount[]; hooks: ResolvedHook[] };
+}
+
+/** What a container's `devices` amount to at start. */
+export interface ContainerDeviceEdits {
+  /** Real device nodes for the shim's `device=` records. */
+  nodes: DeviceNode[];
+  /** Bind mounts from CDI specs. */
+  binds: BindMount[];
+  /** Environment from CDI specs (the workload's own env wins over it). */
+  env: Record<string, string>;
+  hooks: ResolvedHook[];
+  /** CDI names applied. */
+  cdiDevices: string[];
+}
+
+/** The resolver's edits as RunRequest.devices. */
+export function toDeviceNodes(edits: ResolvedEdits): DeviceNode[] {
+  const out: DeviceNode[] = edits.nodes.map((n): CdiDeviceNode => ({
+    hostPath: n.hostPath, containerPath: n.containerPath,
+    cdi: { device: n.device, type: n.type, major: n.major, minor: n.minor, access: n.access },
+  }));
+  const carrier: CdiEditsEntry = {
+    hostPath: '', containerPath: '',
+    cdiEdits: { devices: [...edits.devices], env: { ...edits.env }, mounts: edits.mounts.map((m) => ({ ...m })), hooks: edits.hooks.map((h) => ({ ...h })) },
+  };
+  out.push(carrier);
+  return out;
+}
+
+function isCdiInfo(v: unknown): v is CdiDeviceNode['cdi'] {
+  return isPlainObject(v) && typeof v['major'] === 'number' && typeof v['minor'] === 'number'
+    && (v['type'] === 'c' || v['type'] === 'b' || v['type'] === 'p') && typeof v['access'] === 'string';
+}
+
+export function isCdiDeviceNode(d: DeviceNode): d is CdiDeviceNode {
+  return isCdiInfo((d as { cdi?: unknown }).cdi);
+}
+
+function isCarrier(d: DeviceNode): d is CdiEditsEntry {
+  return d.hostPath === '' && isPlainObject((d as { cdiEdits?: unknown }).cdiEdits);
+}
+
+function isHook(v: unknown): v is ResolvedHook {
+  return isPlainObject(v) && typeof v['path'] === 'string' && typeof v['hookName'] === 'string'
+    && (CDI_HOOK_NAMES as readonly string[]).includes(v['hookName']) && Array.isArray(v['args']) && Array.isArray(v['env']);
+}
+
+function isBind(v: unknown): v is BindMount {
+  return isPlainObject(v) && typeof v['source'] === 'string' && typeof v['target'] === 'string' && typeof v['readonly'] === 'boolean';
+}
+
+/** Split a container's saved `devices` into nodes and the other edits. Tolerates plain DeviceNodes. */
+export function containerDeviceEdits(devices: readonly DeviceNode[]): ContainerDeviceEdits {
+  const out: ContainerDeviceEdits = { nodes: [], binds: [], env: {}, hooks: [], cdiDevices: [] };
+  for (const d of devices) {
+    if (!isCarrier(d)) {
+      out.nodes.push(d);
+      continue;
+    }
+    const e = d.cdiEdits;
+    if (Array.isArray(e.devices)) out.cdiDevices.push(...e.devices.filter((x): x is string => typeof x === 'string'));
+    if (isPlainObject(e.env)) {
+      for (const [k, v] of Object.entries(e.env)) if (typeof v === 'string') out.env[k] = v;
+    }
+    if (Array.isArray(e.mounts)) out.binds.push(...e.mounts.filter(isBind));
+    if (Array.isArray(e.hooks)) out.hooks.push(...e.hooks.filter(isHook));
+  }
+  return out;
+}
+
+// ---- the device cgroup ----
+
+const rule = (type: 'a' | 'b' | 'c', major: number | undefined, minor: number | undefined, access: string, allow = true): DeviceRule =>
+  ({ allow, type, major, minor, access });
+
+/**
+ * Docker's default on v1, for the /dev the shim makes: deny everything, allow mknod (not use) of
+ * any node, then null, zero, full, random, urandom, tty, ptmx and the container's own devpts.
+ */
+export const BASELINE_DEVICE_RULES: readonly DeviceRule[] = [
+  rule('a', undefined, undefined, 'rwm', false),
+  rule('c', undefined, undefined, 'm'),
+  rule('b', undefined, undefined, 'm'),
+  rule('c', 1, 3, 'rwm'), // null
+  rule('c', 1, 5, 'rwm'), // zero
+  rule('c', 1, 7, 'rwm'), // full
+  rule('c', 1, 8, 'rwm'), // random
+  rule('c', 1, 9, 'rwm'), // urandom
+  rule('c', 5, 0, 'rwm'), // tty
+  rule('c', 5, 2, 'rwm'), // ptmx
+  rule('c', 136, undefined, 'rwm'), // pts/*
+];
+
+/**
+ * The rules for a container: the baseline, then one allow rule per device node (CDI nodes carry
+ * their numbers and permissions; a plain node is looked up on the host and gets rwm).
+ */
+export function deviceRules(devices: readonly DeviceNode[], stat: StatNode = statNode): DeviceRule[] {
+  const rules = [...BASELINE_DEVICE_RULES];
+  for (const d of containerDeviceEdits(devices).nodes) {
+    let type: 'c' | 'b' | 'p' | 'other' | undefined;
+    let major = 0;
+    let minor = 0;
+    let access = 'rwm';
+    if (isCdiDeviceNode(d)) {
+      ({ type, major, minor, access } = d.cdi);
+    } else {
+      const info = stat(d.hostPath);
+      if (info !== undefined) ({ type, major, minor } = info);
+    }
+    if (type === 'c' || type === 'b') rules.push(rule(type, major, minor, access));
+  }
+  return rules;
+}
+
+function hasDeviceRules(c: CgroupManager): c is CgroupManager & Pick<CgroupBackend, 'setDevices'> {
+  return typeof (c as Partial<CgroupBackend>).setDevices === 'function';
+}
+
+/**
+ * Put the container's device rules in place (before its workload runs) and return the cgroup
+ * directories the shim must also join. Where the backend cannot (cgroup v2, no devices
+ * controller) nothing is applied: a warning is logged when the container has device nodes.
+ * Throws (RUNTIME_ERROR naming the file) when the kernel refuses a rule.
+ */
+export function applyDeviceCgroup(cgroups: CgroupManager, name: string, devices: readonly DeviceNode[], log: Logger): string[] {
+  if (!hasDeviceRules(cgroups)) return [];
+  const result = cgroups.setDevices(name, deviceRules(devices));
+  if (result.supported) return result.dirs;
+  const nodes = containerDeviceEdits(devices).nodes;
+  if (nodes.length > 0) log.warn('cgroup.devices_unsupported', { name, reason: result.reason, nodes: nodes.map((n) => n.containerPath) });
+  return [];
+}
+
+// ---- hooks ----
+
+const DEFAULT_HOOK_TIMEOUT_S = 30;
+
+/**
+ * Run the container's CDI hooks of one kind on the host, one after another, each with the OCI
+ * state ({ociVersion, id, status, pid, bundle}) on stdin. A failing hook is logged; the rest still
+ * run (as the OCI runtime spec asks for poststart hooks). Resolves when all are done.
+ */
+export async function runHooks(hooks: readonly ResolvedHook[], hookName: 'poststart', state: { id: string; pid: number; bundle: string }, log: Logger): Promise<void> {
+  for (const h of hooks) {
+    if (h.hookName !== hookName) continue;
+    const stdin = JSON.stringify({ ociVersion: '1.0.2', id: state.id, status: 'running', pid: state.pid, bundle: state.bundle, annotations: {} });
+    try {
+      await runOne(h, stdin);
+      log.info('cdi.hook_ran', { name: state.id, hook: hookName, path: h.path, device: h.device });
+    } catch (e: unknown) {
+      log.warn('cdi.hook_failed', { name: state.id, hook: hookName, path: h.path, device: h.device, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}
+
+function runOne(h: ResolvedHook, stdin: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const [argv0, ...args] = h.args.length > 0 ? h.args : [h.path];
+    const child = spawn(h.path, args, { argv0, env: Object.fromEntries(h.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])), stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), (h.timeoutS ?? DEFAULT_HOOK_TIMEOUT_S) * 1000);
+    child.stderr.on('data', (b: Buffer) => { if (stderr.length < 2048) stderr += b.toString('utf8'); });
+    child.stdin.on('error', () => undefined); // a hook that does not read its stdin
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`${h.path} ${signal !== null ? `was killed by ${signal}${signal === 'SIGKILL' ? ' (timeout?)' : ''}` : `exited with ${code}`}${stderr ? `: ${stderr.trim()}` : ''}`));
+    });
+    child.stdin.end(stdin);
+  });
+}

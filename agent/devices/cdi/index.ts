@@ -1,0 +1,34 @@
+// Container Device Interface: specs read (spec.ts, registry.ts), names resolved to container
+// edits (resolve.ts, resolver.ts), edits applied by the runtime (container.ts), and specs written
+// for accelerators without vendor specs (generate.ts). docs/boards.md describes it for users.
+import { messageOf } from '../../../shared/errors.js';
+import { createLogger, type Logger } from '../../../shared/logging.js';
+import type { DeviceResolver } from '../../control/executors.js';
+import { detectAccelerators } from '../accelerators.js';
+import { HostFs } from '../host-fs.js';
+import { writeAcceleratorSpecs, type GenerateResult } from './generate.js';
+import { createCdiResolver } from './resolver.js';
+
+export { CdiRegistry, CDI_SPEC_DIRS } from './registry.js';
+export { parseCdiSpec, validateCdiSpec, parseQualifiedName, CDI_MIN_VERSION, CDI_WRITE_VERSION } from './spec.js';
+export { resolveCdiDevices, statNode } from './resolve.js';
+export { createCdiResolver } from './resolver.js';
+export { applyDeviceCgroup, containerDeviceEdits, deviceRules, runHooks, toDeviceNodes, BASELINE_DEVICE_RULES } from './container.js';
+export { acceleratorSpecs, writeAcceleratorSpecs, GENERATED_KINDS, GENERATED_SPEC_DIR } from './generate.js';
+export type * from './types.js';
+
+/**
+ * What the daemon does at start: write specs for the accelerators found under `root` that have
+ * none, and return the resolver. A failure to write (read-only /var/run) is logged, not fatal.
+ */
+export function startCdi(opts: { root: string; logger?: Logger | undefined }): { resolver: DeviceResolver; generated: GenerateResult | undefined } {
+  const log = opts.logger ?? createLogger('agent:cdi');
+  let generated: GenerateResult | undefined;
+  try {
+    const accelerators = detectAccelerators(new HostFs(opts.root), undefined, log);
+    generated = writeAcceleratorSpecs(accelerators, { root: opts.root, logger: log });
+  } catch (e: unknown) {
+    log.warn('cdi.specs_not_generated', { root: opts.root, error: messageOf(e) });
+  }
+  return { resolver: createCdiResolver({ root: opts.root, logger: log }), generated };
+}

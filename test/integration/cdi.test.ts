@@ -1,0 +1,187 @@
+// CDI end to end, as root, with real containers on this host's cgroups (v1 here): a spec for a
+// fake vendor device (a character node with the numbers of /dev/null, under a temp CDI root),
+// resolved by the agent's resolver, applied by the runtime: node, env, mount, poststart hook,
+// device-cgroup rules that refuse any other device. Everything is removed at the end.
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createCdiResolver } from '../../agent/devices/cdi/resolver.js';
+import { EXECUTORS, type ExecutorContext } from '../../agent/control/executors.js';
+import { EventPublisher } from '../../agent/control/events.js';
+import { Topics } from '../../shared/protocol/topics.js';
+import { createLogger } from '../../shared/logging.js';
+import { cgroupLeftovers, hostMountsUnder, isRoot, runtimeFixture, type RuntimeFixture } from '../helpers/runtime-fixture.js';
+
+if (!isRoot()) {
+  t.pass('skipped: CDI container tests need root');
+} else {
+  let fx: RuntimeFixture;
+  let cdiRoot: string;
+  let v1Devices: string | undefined;
+
+  t.before(async () => {
+    fx = await runtimeFixture();
+    v1Devices = fx.cgroups.mode === 'v2' ? undefined : fx.cgroups.controllers.devices;
+    cdiRoot = mkdtempSync(join(tmpdir(), 'feather-cdi-it-'));
+    mkdirSync(join(cdiRoot, 'dev'), { recursive: true });
+    // The vendor's node: the numbers of /dev/null, so it can be written to harmlessly.
+    execFileSync('mknod', ['-m', '0666', join(cdiRoot, 'dev/acme-acc0'), 'c', '1', '3']);
+    // A library directory the spec mounts, holding a node that no rule allows. Major 60 is reserved
+    // for local experimental use: no driver has it, so an allowed open fails ENXIO, a refused one EPERM.
+    mkdirSync(join(cdiRoot, 'opt/acme/lib'), { recursive: true });
+    writeFileSync(join(cdiRoot, 'opt/acme/lib/libacme.so.1'), 'not really a library\n');
+    execFileSync('mknod', ['-m', '0666', join(cdiRoot, 'opt/acme/lib/stray'), 'c', '60', '0']);
+    mkdirSync(join(cdiRoot, 'etc/cdi'), { recursive: true });
+    writeFileSync(join(cdiRoot, 'etc/cdi/acme.yaml'), [
+      'cdiVersion: "0.6.0"',
+      'kind: acme.com/accel',
+      'containerEdits:',
+      '  env: ["ACME_RUNTIME=1"]',
+      '  mounts:',
+      `    - hostPath: /opt/acme/lib`,
+      '      containerPath: /usr/lib/acme',
+      '      options: [ro, nosuid, nodev, bind]',
+      'devices:',
+      '  - name: acc0',
+      '    containerEdits:',
+      '      env: ["ACME_VISIBLE_DEVICES=0"]',
+      '      deviceNodes:',
+      '        - path: /dev/acme-acc0',
+      '          permissions: rw',
+      '      hooks:',
+      '        - hookName: poststart',
+      '          path: /bin/sh',
+      `          args: [sh, -c, "cat > ${join(cdiRoot, 'hook-state.json')}"]`,
+      '',
+    ].join('\n'));
+  });
+  t.teardown(async () => {
+    await fx.cleanup();
+    rmSync(cdiRoot, { recursive: true, force: true });
+  });
+
+  async function exited(name: string): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    while (fx.runtime.inspect(name).status !== 'exited') {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${name}`);
+      await sleep(25);
+    }
+  }
+
+  async function waitForFile(path: string): Promise<string> {
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(path)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${path}`);
+      await sleep(25);
+    }
+    return readFileSync(path, 'utf8');
+  }
+
+  const resolver = (): ReturnType<typeof createCdiResolver> => createCdiResolver({ root: cdiRoot, logger: createLogger('test:cdi') });
+
+  t.test('a CDI device: node at its path, env, read-only mount, poststart hook, allowed by the device cgroup', async (t) => {
+    const devices = await resolver()(['acme.com/accel=acc0']);
+    const script = [
+      'stat -c "%F %t:%T" /dev/acme-acc0',
+      'echo data > /dev/acme-acc0 && echo write-ok',
+      'echo "env $ACME_VISIBLE_DEVICES $ACME_RUNTIME"',
+      'cat /usr/lib/acme/libacme.so.1',
+      'touch /usr/lib/acme/x 2>/dev/null && echo mount-rw || echo mount-ro',
+      'cat /usr/lib/acme/stray 2>&1 | head -1',
+      'mknod /tmp/exp c 61 0 && echo mknod-ok; cat /tmp/exp 2>&1 | head -1',
+      'echo null-ok > /dev/null && echo baseline-ok',
+      'sleep 2',
+    ].join('; ');
+    const r = await fx.runtime.run({ name: 'cdi1', image: 'busybox', args: ['sh', '-c', script], devices });
+    if (v1Devices !== undefined) {
+      const list = readFileSync(join(v1Devices, 'feather', 'cdi1', 'devices.list'), 'utf8');
+      t.match(list, /^c 1:3 rw/m, 'the node is allowed with the spec permissions');
+      t.match(list, /^c 136:\* rwm$/m, 'devpts is allowed');
+      t.notMatch(list, /^a \*:\* rwm$/m, 'not everything is allowed');
+    }
+    const state = JSON.parse(await waitForFile(join(cdiRoot, 'hook-state.json'))) as { id: string; pid: number; status: string; bundle: string };
+    t.same({ id: state.id, pid: state.pid, status: state.status, bundle: state.bundle },
+      { id: 'cdi1', pid: r.pid, status: 'running', bundle: fx.paths.container('cdi1').dir }, 'the poststart hook got the OCI state');
+    await exited('cdi1');
+    const lines = await fx.runtime.logs('cdi1');
+    t.equal(lines[0], 'character special file 1:3');
+    t.equal(lines[1], 'write-ok');
+    t.equal(lines[2], 'env 0 1', 'device and spec-level env');
+    t.equal(lines[3], 'not really a library');
+    t.equal(lines[4], 'mount-ro');
+    if (v1Devices !== undefined) {
+      t.match(lines[5] ?? '', /can't open .*Operation not permitted/, 'a node no rule allows cannot be opened');
+      t.equal(lines[6], 'mknod-ok', 'mknod is allowed, as in Docker');
+      t.match(lines[7] ?? '', /can't open .*Operation not permitted/, 'but the made node cannot be opened');
+    } else {
+      t.comment('cgroup v2 here: no device rules (BPF program not implemented)');
+    }
+    t.equal(lines.at(-1), 'baseline-ok');
+    t.equal(fx.runtime.inspect('cdi1').exitCode, 0);
+    t.same(cgroupLeftovers('cdi1'), [], 'no cgroup left, the devices one included');
+    await fx.runtime.remove('cdi1');
+    t.same(hostMountsUnder(fx.paths.container('cdi1').dir), []);
+  });
+
+  t.test('a container without devices gets the baseline only', async (t) => {
+    await fx.runtime.run({ name: 'cdi-none', image: 'busybox', args: ['sh', '-c', 'echo x > /dev/null && echo ok; mknod /tmp/n c 1 3 && echo x > /tmp/n && echo null-twin-ok; mknod /tmp/m c 60 1 && cat /tmp/m 2>&1 | head -1'] });
+    await exited('cdi-none');
+    const lines = await fx.runtime.logs('cdi-none');
+    t.equal(lines[0], 'ok');
+    t.equal(lines[1], 'null-twin-ok', 'a node with allowed numbers works wherever it is');
+    if (v1Devices !== undefined) t.match(lines[2] ?? '', /can't open .*Operation not permitted/, 'other numbers are refused');
+    await fx.runtime.remove('cdi-none');
+    t.same(cgroupLeftovers('cdi-none'), []);
+  });
+
+  t.test('control: without device rules the same open reaches the (missing) driver', async (t) => {
+    if (v1Devices === undefined) return t.skip('no v1 devices controller here');
+    const { ShimRuntime } = await import('../../agent/runtime/runtime.js');
+    const { cgroups } = fx;
+    // The same backend minus setDevices: what the runtime did before device rules existed.
+    const noRules = { mode: cgroups.mode, create: cgroups.create.bind(cgroups), usage: cgroups.usage.bind(cgroups), remove: cgroups.remove.bind(cgroups), list: cgroups.list.bind(cgroups) };
+    const rt = new ShimRuntime({ paths: fx.paths, images: fx.images, cgroups: noRules, defaults: { memory: '128Mi', cpus: 0.5, pids: 10 }, logMaxBytes: 65536 });
+    await rt.run({ name: 'cdi-ctl', image: 'busybox', args: ['sh', '-c', 'mknod /tmp/exp c 61 0; cat /tmp/exp 2>&1 | head -1'] });
+    await exited('cdi-ctl');
+    t.match((await rt.logs('cdi-ctl'))[0] ?? '', /No such device or address/, 'ENXIO, not EPERM: the EPERM above is the device cgroup');
+    await rt.remove('cdi-ctl');
+  });
+
+  t.test('restart applies the same edits from config.json, without the specs', async (t) => {
+    const devices = await resolver()(['acme.com/accel=all']);
+    await fx.runtime.run({ name: 'cdi2', image: 'busybox', args: ['sh', '-c', 'echo $ACME_VISIBLE_DEVICES; ls /dev/acme-acc0'], devices });
+    await exited('cdi2');
+    rmSync(join(cdiRoot, 'hook-state.json'), { force: true });
+    const moved = join(cdiRoot, 'etc/cdi/acme.yaml.off');
+    execFileSync('mv', [join(cdiRoot, 'etc/cdi/acme.yaml'), moved]);
+    t.teardown(() => execFileSync('mv', [moved, join(cdiRoot, 'etc/cdi/acme.yaml')]));
+    await fx.runtime.start('cdi2');
+    await exited('cdi2');
+    t.same(await fx.runtime.logs('cdi2'), ['0', '/dev/acme-acc0', '0', '/dev/acme-acc0']);
+    await fx.runtime.remove('cdi2');
+  });
+
+  t.test('unknown devices and kinds: clear errors, no container', async (t) => {
+    await t.rejects(resolver()(['acme.com/accel=acc9']), { code: 'NOT_FOUND', message: /"acme\.com\/accel=acc9" is not defined: acme\.com\/accel has acc0 \(in .*acme\.yaml\)/ });
+    await t.rejects(resolver()(['nvidia.com/gpu=0']), { code: 'NOT_FOUND', message: /no spec file defines the kind "nvidia\.com\/gpu".*known kinds: acme\.com\/accel/ });
+    await t.rejects(resolver()(['not-a-cdi-name']), { code: 'BAD_REQUEST' });
+  });
+
+  t.test('through the container.run executor (the control plane path)', async (t) => {
+    const events = new EventPublisher(new Topics('feather/v1', 'it'), async () => undefined, createLogger('test:events'));
+    const ctx: ExecutorContext = {
+      runtime: fx.runtime, images: fx.images, inventory: () => ({}), events, devices: resolver(),
+      logger: createLogger('test:exec'), signal: new AbortController().signal,
+    };
+    const result = await EXECUTORS['container.run'].run({ name: 'cdi3', image: 'busybox', args: ['sh', '-c', 'echo $ACME_VISIBLE_DEVICES'], devices: ['acme.com/accel=acc0'] }, ctx) as { name: string };
+    t.equal(result.name, 'cdi3');
+    await exited('cdi3');
+    t.same(await fx.runtime.logs('cdi3'), ['0']);
+    await fx.runtime.remove('cdi3');
+    await t.rejects(EXECUTORS['container.run'].run({ name: 'cdi4', image: 'busybox', devices: ['acme.com/accel=nope'] }, ctx), { code: 'NOT_FOUND' });
+    t.throws(() => fx.runtime.inspect('cdi4'), { code: 'NOT_FOUND' }, 'nothing was created');
+  });
+}
