@@ -7,6 +7,7 @@ import { messageOf } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import { startControlPlane, type ControlPlane } from '../control/index.js';
 import { readInventory } from '../devices/inventory.js';
+import { startCdi } from '../devices/cdi/index.js';
 import { ImageStore } from '../images/store.js';
 import { DataPaths } from '../paths.js';
 import { Reconciler } from '../reconcile/index.js';
@@ -91,8 +92,10 @@ export class AgentDaemon {
       deviceId: config.deviceId, dataDir: config.dataDir, hostRoot: config.hostRoot, labels: config.labels,
       cgroup: this.runtime.cgroupMode === 'v2' ? 'v2' : 'v1', logger: this.log.child('inventory'),
     });
+    // CDI: specs for accelerators without vendor specs, and the resolver for container.run and desired workloads.
+    const { resolver: devices } = startCdi({ root: config.hostRoot, logger: this.log.child('cdi') });
     plane = await startControlPlane({
-      config, runtime: this.runtime, images: this.images, inventory,
+      config, runtime: this.runtime, images: this.images, inventory, devices,
       reported: () => this.reconciler?.reported(),
       logger: this.log.child('control'),
       onCommand: (r) => telemetry.metrics.commandHandled(r.verb, r.outcome),
@@ -101,7 +104,7 @@ export class AgentDaemon {
     this.unsubscribers.push(plane.onConnectionChange((up) => telemetry.metrics.setMqttConnected(up)));
 
     const reconciler = new Reconciler({
-      runtime: this.runtime, images: this.images, dataPaths: this.paths,
+      runtime: this.runtime, images: this.images, dataPaths: this.paths, resolveDevices: devices,
       publishReported: (doc) => plane?.publishReported(doc),
       publishEvent: (type, body) => plane?.events.publish(type, body),
       logger: this.log.child('reconcile'),
