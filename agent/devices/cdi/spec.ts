@@ -237,11 +237,13 @@ export function parseCdiDocument(text: string, file: string): unknown {
   const ext = extname(file).toLowerCase();
   try {
     if (ext === '.json') return JSON.parse(text) as unknown;
-    if (ext === '.yaml' || ext === '.yml') return parseYaml(text, { uniqueKeys: true, prettyErrors: false }) as unknown;
+    if (ext === '.yaml' || ext === '.yml') return parseYaml(text, { uniqueKeys: true, prettyErrors: true }) as unknown;
   } catch (e: unknown) {
     if (e instanceof YAMLParseError) {
+      // prettyErrors appends " at line L, column C:" and a snippet; keep the first line's reason.
+      const reason = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:$/, '');
       const at = e.linePos?.[0];
-      throw bad(`CDI spec ${file}: not valid YAML${at ? ` at line ${at.line}, column ${at.col}` : ''}: ${e.message.split('\n')[0] ?? ''}`);
+      throw bad(`CDI spec ${file}: not valid YAML${at ? ` at line ${at.line}, column ${at.col}` : ''}: ${reason}`);
     }
     throw bad(`CDI spec ${file}: not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
