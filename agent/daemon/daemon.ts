@@ -1,5 +1,6 @@
 // feather-agent daemon: wires the runtime, images, control plane, reconciler and telemetry
 // into one process. Containers outlive it: stop() leaves them running.
+import { rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { AgentConfig } from '../../shared/config/agent.js';
@@ -8,13 +9,13 @@ import { createLogger, type Logger } from '../../shared/logging.js';
 import { startControlPlane, type ControlPlane } from '../control/index.js';
 import { readInventory } from '../devices/inventory.js';
 import { startCdi } from '../devices/cdi/index.js';
-import { ImageStore } from '../images/store.js';
 import { DataPaths } from '../paths.js';
 import { Reconciler } from '../reconcile/index.js';
 import { detectCgroups } from '../runtime/cgroups/detect.js';
 import { ShimRuntime } from '../runtime/runtime.js';
 import { TelemetryService } from '../telemetry/service.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
+import { MeteredImageStore } from './metered-images.js';
 
 /** Inside every container, the directory that holds statsd.sock (contract: /run/feather/statsd.sock). */
 const STATSD_DIR_IN_CONTAINER = '/run/feather';
@@ -22,7 +23,7 @@ const STATSD_DIR_IN_CONTAINER = '/run/feather';
 export class AgentDaemon {
   readonly log: Logger;
   readonly paths: DataPaths;
-  readonly images: ImageStore;
+  readonly images: MeteredImageStore;
   readonly runtime: ShimRuntime;
   readonly registry = new Registry();
   private lock: DaemonLock | undefined;
@@ -34,7 +35,7 @@ export class AgentDaemon {
   constructor(readonly config: AgentConfig, logger?: Logger) {
     this.log = logger ?? createLogger('agent');
     this.paths = new DataPaths(config.dataDir);
-    this.images = new ImageStore(this.paths, { logger: this.log.child('images') });
+    this.images = new MeteredImageStore(this.paths, { logger: this.log.child('images') });
     const cgroups = detectCgroups(config.cgroupRoot, { log: this.log.child('cgroups') });
     this.runtime = new ShimRuntime({
       paths: this.paths, cgroups, images: this.images, defaults: config.defaults,
@@ -76,13 +77,18 @@ export class AgentDaemon {
       logger: this.log.child('telemetry'),
     });
     this.telemetry = telemetry;
+    this.images.onPullFinished = (r) => telemetry.metrics.pullFinished(r);
     this.runtime.setHooks({
       beforeStart: (c) => {
         // The directory, not the socket file, is mounted: a restarted agent's new socket shows through.
         const socket = telemetry.containerStarting(c.name, c.userns ? { uid: c.userns.uid, gid: c.userns.gid } : undefined);
         return [{ source: dirname(socket), target: STATSD_DIR_IN_CONTAINER, readonly: false }];
       },
-      afterRemove: (name) => telemetry.containerRemoved(name),
+      afterRemove: (name) => {
+        telemetry.containerRemoved(name);
+        // The socket is gone; its directory (<runDir>/containers/<name>/) goes too, if empty.
+        try { rmdirSync(dirname(telemetry.statsd.socketPath(name))); } catch { /* not there, or not empty */ }
+      },
     });
     // Containers that kept running while the agent was down get their sockets back.
     for (const c of this.runtime.list()) telemetry.containerStarting(c.name);
