@@ -53,6 +53,11 @@ if (why !== undefined) {
         const retained = await late.status(true);
         t.equal(retained.retain, true, 'a subscriber who comes later gets it retained');
         t.match(await dev.ask('ping'), { ok: true, result: { pong: true, ts: Number } });
+        const inv = await dev.ask('inventory');
+        t.match(inv, { ok: true, result: { id, arch: String, cpu: { cores: Number }, memoryBytes: Number, cgroup: /^v[12]$/, runtimes: Array } });
+        const { disk: _disk, ...published } = json(await dev.waitFor('retained inventory', (m) => m.topic === dev.topic('inventory')));
+        const { disk: _disk2, ...answered } = inv.result as Record<string, unknown>;
+        t.same(published, answered, 'the same document as the retained inventory (free disk aside)');
       });
 
       t.test('image.pull from HTTP: verified into the store; a wrong sha256 leaves nothing', async (t) => {
@@ -84,6 +89,9 @@ if (why !== undefined) {
         t.same(fx.listDir('tmp'), before.tmp, 'tmp/ holds no partial or lock');
         const list2 = await dev.ask('image.list');
         t.notOk((list2.result as Array<{ name: string }>).some((i) => i.name === `${image}-bad`), 'not listed');
+        const metrics = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
+        t.match(metrics, /^feather_image_pull_failures_total\{reason="CHECKSUM_MISMATCH"\} 1$/m, 'the failure is counted by reason');
+        t.match(metrics, /^feather_image_pull_seconds_count 2$/m, 'both pulls are timed');
       });
 
       t.test('container.run, list, logs, stop, rm', async (t) => {

@@ -4,6 +4,7 @@
 // SIGKILLed and restarted under the running container.
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startMosquitto } from '../helpers/brokers.js';
 import { cannotRun, DaemonFixture, Device, pythonImageTarball, until, type AgentProcess } from '../helpers/daemon-fixture.js';
@@ -93,6 +94,7 @@ if (why !== undefined) {
     t.test('a container sending statsd lines to /run/feather/statsd.sock', async (t) => {
       const run = await dev.ask('container.run', { name: py, image: 'py', args: ['/usr/bin/python3', '-S', '-I', '-c', SENDER], limits: { memory: '64Mi' } });
       t.match(run, { ok: true, result: { name: py, pid: Number } });
+      t.ok(existsSync(join(fx.runDir, 'containers', py, 'statsd.sock')), 'its socket is in FEATHER_RUN_DIR');
       await until('the sender to start', async () => {
         const r = await dev.ask('container.logs', { name: py });
         return ((r.result as { lines?: string[] } | undefined)?.lines ?? []).includes('sending');
@@ -158,6 +160,7 @@ if (why !== undefined) {
       t.match(await dev.ask('container.rm', { name: py, timeoutS: 5 }), { ok: true, result: { name: py, exitCode: 0 } });
       const body = (await get(daemon.metricsPort, '/metrics')).body;
       t.equal(find(body, 'feather_container_up', { container: py }), undefined, 'no feather_container_up for it');
+      t.notOk(existsSync(join(fx.runDir, 'containers', py)), 'its statsd socket directory is gone from the run dir');
       t.same(await daemon.stop(), { code: 0, signal: null });
     });
   });
