@@ -20,6 +20,7 @@ Images:
   image import FILE --name NAME [--sha256 HEX]        image rm NAME
   image verify               image build RECIPE [--name N]   image build-all   image recipes
 Fleet agent:
+  info [--json] [--host-root DIR]   what this board can do (CPU, memory, accelerators, CDI devices)
   daemon [--broker URL] [--device-id ID] [--metrics-port N] [--username U --password P]
          [--telemetry-interval S] [--host-root DIR]
 Global options: --data-dir DIR (env FEATHER_DATA_DIR), --config FILE (env FEATHER_CONFIG)
@@ -34,6 +35,7 @@ const commands: Record<string, Loader> = {
   rm: containers('rm'), logs: containers('logs'), gc: containers('gc'),
   images: images('images'), image: images('image'), pull: images('pull'),
   daemon: async () => (await import('./daemon.js')).daemon,
+  info: async () => (await import('./info.js')).info,
   version: async () => async (_argv, ctx) => { ctx.out(packageVersion()); return 0; },
   help: async () => async (_argv, ctx) => { ctx.out(USAGE.trimEnd()); return 0; },
 };

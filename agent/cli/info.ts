@@ -1,0 +1,54 @@
+// feather-agent info [--json] [--host-root DIR]: what this board can do, read from sysfs and
+// procfs under the host root (no vendor tools). A table for people; --json for scripts.
+import { parseArgs } from 'node:util';
+import { cdiView, type CdiView } from '../devices/info.js';
+import { readInventory, type Inventory } from '../devices/inventory.js';
+import { formatBytes } from '../runtime/limits.js';
+import { table } from './format.js';
+import type { CommandHandler } from './context.js';
+
+export const info: CommandHandler = async (argv, ctx) => {
+  const { values } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean' }, 'host-root': { type: 'string' } },
+  });
+  const hostRoot = values['host-root'] ?? ctx.config.hostRoot;
+  const inv = readInventory({ deviceId: ctx.config.deviceId, hostRoot, dataDir: ctx.config.dataDir, labels: ctx.config.labels });
+  if (values.json === true) {
+    ctx.out(JSON.stringify(inv, null, 2));
+    return 0;
+  }
+  ctx.out(formatInventory(inv, cdiView(inv.accelerators, hostRoot)));
+  return 0;
+};
+
+/** The inventory for a person: facts, accelerators with their CDI names, CDI devices. */
+export function formatInventory(inv: Inventory, cdi: CdiView): string {
+  const labels = Object.entries(inv.labels).map(([k, v]) => `${k}=${v}`).join(' ');
+  const facts: [string, string][] = [
+    ['DEVICE', inv.id],
+    ['ARCH', inv.arch],
+    ['CPU', `${inv.cpu.model}, ${inv.cpu.cores} core${inv.cpu.cores === 1 ? '' : 's'}${inv.cpu.flags.length > 0 ? ` (${inv.cpu.flags.join(' ')})` : ''}`],
+    ['MEMORY', formatBytes(inv.memoryBytes)],
+    ['DISK FREE', formatBytes(inv.disk.freeBytes)],
+    ['KERNEL', inv.kernel],
+    ['CGROUP', inv.cgroup === 'v2' ? 'v2 (no device rules: BPF device programs are not implemented)' : 'v1'],
+    ['RUNTIMES', inv.runtimes.join(' ')],
+    ['LABELS', labels === '' ? '-' : labels],
+  ];
+  const width = Math.max(...facts.map(([k]) => k.length));
+  const out = facts.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+  out.push('');
+  if (inv.accelerators.length === 0) {
+    out.push('ACCELERATORS  none found');
+  } else {
+    out.push(table(['ACCELERATOR', 'VENDOR', 'MODEL', 'DEVICE', 'MEMORY', 'CDI NAME'], inv.accelerators.map((a) => [
+      a.kind, a.vendor, a.model, a.device, a.memoryBytes === undefined ? '-' : formatBytes(a.memoryBytes), (cdi.names.get(a.device) ?? ['-']).join(', '),
+    ])));
+  }
+  out.push('');
+  out.push(cdi.devices.length === 0 ? `CDI DEVICES  none in ${cdi.dirs}` : `CDI DEVICES (${cdi.dirs})`);
+  for (const d of cdi.devices) out.push(`  ${d}`);
+  for (const e of cdi.errors) out.push(`  unreadable: ${e}`);
+  return out.join('\n');
+}
