@@ -8,7 +8,7 @@
 // Uses brokers.ts (brokers, mosquitto clients) and runtime-fixture.ts (leftover probes) as they are.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -280,6 +280,12 @@ export class DaemonFixture {
   async cleanup(): Promise<Leftovers> {
     if (this.cleaned) return this.cleaned;
     await Promise.all([...this.agents].map((a) => a.stop()));
+    // FEATHER_TEST_DAEMON_LOGS=DIR keeps every daemon's stderr, for reading after a run.
+    const keep = process.env['FEATHER_TEST_DAEMON_LOGS'];
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      for (const a of this.agents) writeFileSync(join(keep, `${this.tag}-${a.label.replace(/[^A-Za-z0-9_.-]+/g, '_')}.log`), a.lines.join('\n') + '\n');
+    }
     const containers: string[] = [];
     if (existsSync(this.dataDir)) {
       const list = await this.ps(true).catch(() => [] as PsEntry[]);

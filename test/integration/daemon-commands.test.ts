@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { decodeTelemetry } from '../../agent/telemetry/proto.js';
 import { BROKERS } from '../helpers/brokers.js';
+import { cgroupLeftovers } from '../helpers/runtime-fixture.js';
 import {
   busyboxImageTarball, cannotRun, DaemonFixture, Device, ImageServer, json, sha256, until, type PsEntry,
 } from '../helpers/daemon-fixture.js';
@@ -125,6 +126,7 @@ if (why !== undefined) {
         t.match(await dev.ask('container.rm', { name: web }), { ok: true, result: { name: web, exitCode: 0 } });
         t.notOk((await fx.ps()).some((c) => c.name === web), 'ps no longer lists it');
         t.notOk(fx.listDir('containers').includes(web), 'its directory is gone');
+        t.same(cgroupLeftovers(web), [], 'and its cgroups');
         t.match(await dev.ask('container.logs', { name: web }), { ok: false, error: { code: 'NOT_FOUND' } });
         t.match(await dev.ask('container.rm', { name: web }), { ok: false, error: { code: 'NOT_FOUND' } });
       });
