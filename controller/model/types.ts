@@ -91,3 +91,34 @@ export interface Measurement {
   count: number;
   at: number;
 }
+
+/**
+ * One workload of a device's desired state as published (docs/desired-state.md): the body of
+ * container.run without requestId, in its wire form ("128Mi", cores). The agent validates it with
+ * agent/reconcile/desired.ts; the controller runs the same validation before publishing.
+ */
+export interface DesiredWorkload {
+  name: string;
+  image: string;
+  args?: string[];
+  env?: Record<string, string>;
+  limits?: { memory?: string | number; cpu?: number | string; pids?: number; cpuset?: string };
+  network?: 'none' | 'host';
+  restart?: 'no' | 'on-failure' | 'always';
+  models?: Array<{ name: string; url: string; sha256: string }>;
+  devices?: string[];
+}
+
+/** An image a desired workload names, with where to pull it from. */
+export interface DesiredImage {
+  name: string;
+  url: string;
+  sha256: string;
+}
+
+/** The retained payload on feather/v1/dev/{id}/desired. */
+export interface DesiredDoc {
+  generation: number;
+  workloads: DesiredWorkload[];
+  images: DesiredImage[];
+}
