@@ -8,6 +8,7 @@ import type { Verb } from '../../shared/protocol/types.js';
 import type { ContainerRuntime } from '../runtime/api.js';
 import type { BindMount, ContainerInfo, DeviceNode } from '../runtime/types.js';
 import type { ImageStore } from '../images/store.js';
+import { ensureLayers } from '../images/layers.js';
 import type { EventPublisher } from './events.js';
 
 /** What the control plane uses of the image store. */
@@ -133,11 +134,16 @@ export const EXECUTORS: { [V in Verb]: Executor<V> } = {
     run: async (b, ctx) => {
       const devices = await resolveDevices(b.devices, ctx);
       const binds = await modelBinds(b.models, ctx);
+      // Layers: pulled and verified like images, extracted once, stacked above the image (topmost first).
+      const extraLayers = b.layers !== undefined && b.layers.length > 0
+        ? await ensureLayers(ctx.images, b.layers, { signal: ctx.signal, imageSha256: ctx.images.get(b.image)?.sha256 })
+        : undefined;
       const r = await ctx.runtime.run({
         name: b.name, image: b.image, args: b.args, env: b.env, limits: b.limits,
         network: b.network, restart: b.restart, detach: true,
         ...(binds.length > 0 ? { binds } : {}),
         ...(devices !== undefined ? { devices } : {}),
+        ...(extraLayers !== undefined ? { extraLayers } : {}),
       });
       return { name: r.name, pid: r.pid, startedAt: r.startedAt };
     },

@@ -144,6 +144,11 @@ export interface RunBody extends Pick<RunRequest, 'name' | 'image' | 'args' | 'e
   devices?: string[] | undefined;
 }
 
+/** container.run beside a desired workload's fields: `layers` stacked above the image, topmost first (agent/images/layers.ts). */
+export interface RunCommandBody extends RunBody {
+  layers?: ModelRef[] | undefined;
+}
+
 export type EmptyBody = Record<string, never>;
 
 export interface CommandBodies {
@@ -152,7 +157,7 @@ export interface CommandBodies {
   'image.pull': { name: string; url: string; sha256: string };
   'image.list': EmptyBody;
   'image.rm': { name: string };
-  'container.run': RunBody;
+  'container.run': RunCommandBody;
   'container.stop': { name: string; timeoutS?: number | undefined };
   'container.rm': { name: string; timeoutS?: number | undefined };
   'container.list': { all: boolean };
@@ -162,6 +167,8 @@ export interface CommandBodies {
 export const DEFAULT_LOG_TAIL = 100;
 export const MAX_LOG_TAIL = 10_000;
 const MAX_STOP_TIMEOUT_S = 3600;
+/** Layers above an image in one container.run (agent/images/layers.ts MAX_LAYERS). */
+const MAX_LAYERS = 16;
 
 const URL_RE = /^(https?:\/\/[^\s/]+\S*|file:\/\/\/\S*)$/;
 const SHA256_RE = /^(sha256:)?[0-9a-fA-F]{64}$/;
@@ -213,7 +220,7 @@ const VALIDATORS: { [V in Verb]: (f: Fields) => CommandBodies[V] } = {
   'image.pull': (f) => ({ name: f.name('name', imageName), url: url(f), sha256: sha256(f) }),
   'image.list': () => ({}),
   'image.rm': (f) => ({ name: f.name('name', imageName) }),
-  'container.run': readRunBody,
+  'container.run': (f) => ({ ...readRunBody(f), layers: f.optArray('layers', MAX_LAYERS, (m) => ({ name: m.name('name', imageName), url: url(m), sha256: sha256(m) })) }),
   'container.stop': (f) => ({ name: f.name('name', containerName), timeoutS: f.optInteger('timeoutS', 0, MAX_STOP_TIMEOUT_S) }),
   'container.rm': (f) => ({ name: f.name('name', containerName), timeoutS: f.optInteger('timeoutS', 0, MAX_STOP_TIMEOUT_S) }),
   'container.list': (f) => ({ all: f.optBoolean('all') ?? false }),
