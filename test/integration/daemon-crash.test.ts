@@ -182,6 +182,24 @@ if (why !== undefined) {
     t.same(await second.stop(), { code: 0, signal: null });
   });
 
+  t.test('a container of another data dir on this host does not keep the daemon from starting', async (t) => {
+    // ShimRuntime.gc() takes every cgroup under feather/ that its data dir does not know for an
+    // orphan; a busy one (another data dir's running container) cannot be removed.
+    const other = await DaemonFixture.create();
+    t.teardown(async () => { await other.cleanup(); });
+    const foreign = other.name('foreign');
+    const r = await other.cli(['run', '-d', '--image', 'busybox', '--name', foreign, '--', 'sleep', '300']);
+    t.equal(r.code, 0, r.stderr);
+    const pid = (await other.ps()).find((c) => c.name === foreign)?.pid;
+    const broker = await startMosquitto();
+    t.teardown(() => broker.close());
+    const daemon = await fx.startDaemon({ broker, deviceId: `${fx.tag}-foreign` });
+    t.ok(daemon.running, 'started');
+    t.match((await other.ps()).find((c) => c.name === foreign), { status: 'running', pid }, 'the foreign container runs on');
+    t.same(await daemon.stop(), { code: 0, signal: null });
+    t.same(await other.cleanup(), { cgroups: [], mounts: [], containers: [] });
+  });
+
   t.test('nothing is left: containers, cgroups, mounts', async (t) => {
     const left = await fx.cleanup();
     t.same(left, { cgroups: [], mounts: [], containers: [] });
