@@ -133,7 +133,6 @@ if (why !== undefined) {
 
       t.test('garbage does not hurt it: replies where there is a requestId, events where not, then ping', async (t) => {
         const after = dev.mark();
-        const rejectedBefore = dev.on('events', after).length;
         // No requestId to answer on: a command.rejected event each.
         await dev.publish('cmd/ping', 'this is not json');
         await dev.publish('cmd/ping', Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x9c, 0x80, 0xff, 0x7f, 0x00, 0xc3]));
@@ -145,7 +144,7 @@ if (why !== undefined) {
           rejected = dev.on('events', after).filter((m) => m.text.includes('"command.rejected"')).length;
           return rejected >= 5;
         }, { context: () => `${rejected} seen\n${fx.tails()}` });
-        t.ok(rejected >= 5 && rejectedBefore === 0, 'each one is reported on the events topic');
+        t.ok(rejected >= 5, 'each one is reported on the events topic');
         const first = dev.on('events', after)[0];
         t.match(first && json(first), { type: 'command.rejected', deviceId: id, topic: dev.topic('cmd/ping'), reason: String });
 
