@@ -43,6 +43,13 @@ export function controllerMetrics(registry: Registry, sources: MetricSources): C
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers,
   });
+  // prom-client's process and Node.js metrics, minus the gauges it names *_total
+  // (nodejs_active_handles_total, …): `promtool check metrics` rejects a non-counter with that
+  // suffix, and each is the sum of a labelled gauge that stays (nodejs_active_handles{type}).
+  const before = new Set(registry.getMetricsAsArray().map((m) => m.name));
   collectDefaultMetrics({ register: registry });
+  for (const m of registry.getMetricsAsArray()) {
+    if (!before.has(m.name) && m.name.endsWith('_total') && String(m.type) !== 'counter') registry.removeSingleMetric(m.name);
+  }
   return { placementsTotal, schedulerDuration };
 }
