@@ -7,7 +7,7 @@ import { formatBytes, parseCpuset, parseMemory } from '../runtime/limits.js';
 import { generateName } from '../runtime/runtime.js';
 import type { ContainerInfo, NetworkMode, RestartPolicy, RunRequest } from '../runtime/types.js';
 import type { CommandHandler, CliContext } from './context.js';
-import { openRuntime, requireRoot } from './open.js';
+import { openImages, openRuntime, requireRoot } from './open.js';
 import { table, relativeTime } from './format.js';
 
 function parseEnv(list: string[] | undefined): Record<string, string> {
@@ -192,9 +192,11 @@ function sizeOf(path: string): number {
 
 export const gc: CommandHandler = async (_argv, ctx) => {
   requireRoot('feather-agent gc');
-  const runtime = openRuntime(ctx);
+  const images = openImages(ctx);
+  const runtime = openRuntime(ctx, images);
   const report = await runtime.gc();
-  ctx.out(`reaped ${report.reaped.length} container(s), removed ${report.cgroups.length} cgroup(s), ${report.tmp.length} temp item(s)`);
+  const imageReport = await images.gc({ inUseBy: (sha) => runtime.containersUsing(sha) });
+  ctx.out(`reaped ${report.reaped.length} container(s), removed ${report.cgroups.length} cgroup(s), ${report.tmp.length + imageReport.removedTmp.length} temp item(s), ${imageReport.removedCache.length} unused layer(s)`);
   return 0;
 };
 

@@ -22,6 +22,7 @@ export function openRuntime(ctx: CliContext, images: ImageStore = openImages(ctx
     images,
     defaults: ctx.config.defaults,
     logMaxBytes: ctx.config.logMaxBytes,
+    runDir: ctx.config.runDir,
     shimPath: ctx.config.shimPath,
   });
 }

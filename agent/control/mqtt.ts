@@ -221,7 +221,10 @@ export class MqttConnection {
     this.opts.onStateChange?.(true);
     try {
       if (this.opts.subscriptions.length > 0) {
-        const grants = await client.subscribeAsync(Object.fromEntries(this.opts.subscriptions.map((topic) => [topic, { qos: 1 as const }])));
+        // MQTT 5 retain-as-published: a command published with -r keeps its retain flag even when
+        // delivered live, so the dispatcher can refuse it (3.1.1 brokers clear the flag then).
+        const subOpts = this.protocolVersion === 5 ? { qos: 1 as const, rap: true } : { qos: 1 as const };
+        const grants = await client.subscribeAsync(Object.fromEntries(this.opts.subscriptions.map((topic) => [topic, subOpts])));
         const refused = grants.filter((g) => g.qos > 2);
         if (refused.length > 0) this.opts.logger.error('mqtt.subscribe_refused', { topics: refused.map((g) => g.topic), action: 'check the broker ACL for this client' });
       }

@@ -1,7 +1,6 @@
 // feather-agent daemon: wires the runtime, images, control plane, reconciler and telemetry
 // into one process. Containers outlive it: stop() leaves them running.
-import { rmdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { AgentConfig } from '../../shared/config/agent.js';
 import { messageOf } from '../../shared/errors.js';
@@ -17,8 +16,6 @@ import { TelemetryService } from '../telemetry/service.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
 import { MeteredImageStore } from './metered-images.js';
 
-/** Inside every container, the directory that holds statsd.sock (contract: /run/feather/statsd.sock). */
-const STATSD_DIR_IN_CONTAINER = '/run/feather';
 
 export class AgentDaemon {
   readonly log: Logger;
@@ -39,7 +36,7 @@ export class AgentDaemon {
     const cgroups = detectCgroups(config.cgroupRoot, { log: this.log.child('cgroups') });
     this.runtime = new ShimRuntime({
       paths: this.paths, cgroups, images: this.images, defaults: config.defaults,
-      logMaxBytes: config.logMaxBytes, shimPath: config.shimPath, logger: this.log.child('runtime'),
+      logMaxBytes: config.logMaxBytes, runDir: config.runDir, shimPath: config.shimPath, logger: this.log.child('runtime'),
     });
   }
 
@@ -62,7 +59,7 @@ export class AgentDaemon {
       this.log.warn('runtime.gc_failed', { error: messageOf(e) });
       return { reaped: [] as string[] };
     });
-    await this.images.gc().catch((e: unknown) => this.log.warn('images.gc_failed', { error: e }));
+    await this.images.gc({ inUseBy: (sha) => this.runtime.containersUsing(sha) }).catch((e: unknown) => this.log.warn('images.gc_failed', { error: e }));
     this.log.info('agent.starting', { deviceId: config.deviceId, dataDir: config.dataDir, broker: config.broker.url, reaped: gc.reaped });
 
     let plane: ControlPlane | undefined;
@@ -79,16 +76,12 @@ export class AgentDaemon {
     this.telemetry = telemetry;
     this.images.onPullFinished = (r) => telemetry.metrics.pullFinished(r);
     this.runtime.setHooks({
+      // The runtime mounts <runDir>/containers/<name>/ at /run/feather; the socket goes in it.
       beforeStart: (c) => {
-        // The directory, not the socket file, is mounted: a restarted agent's new socket shows through.
-        const socket = telemetry.containerStarting(c.name, c.userns ? { uid: c.userns.uid, gid: c.userns.gid } : undefined);
-        return [{ source: dirname(socket), target: STATSD_DIR_IN_CONTAINER, readonly: false }];
+        telemetry.containerStarting(c.name, c.userns ? { uid: c.userns.uid, gid: c.userns.gid } : undefined);
+        return [];
       },
-      afterRemove: (name) => {
-        telemetry.containerRemoved(name);
-        // The socket is gone; its directory (<runDir>/containers/<name>/) goes too, if empty.
-        try { rmdirSync(dirname(telemetry.statsd.socketPath(name))); } catch { /* not there, or not empty */ }
-      },
+      afterRemove: (name) => telemetry.containerRemoved(name),
     });
     // Containers that kept running while the agent was down get their sockets back.
     for (const c of this.runtime.list()) telemetry.containerStarting(c.name);

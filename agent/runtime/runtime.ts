@@ -2,6 +2,7 @@
 // Containers outlive the agent: everything it knows is re-read from containers/<name>/.
 import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, chownSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FeatherError, errnoCode } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
@@ -33,6 +34,11 @@ export interface RuntimeOptions {
   images: ImageLookup;
   defaults: { memory: string; cpus: number; pids: number };
   logMaxBytes: number;
+  /**
+   * Host directory whose containers/<name>/ is mounted at /run/feather in each container, where
+   * the agent puts the container's statsd socket (contract: /run/feather/statsd.sock).
+   */
+  runDir?: string | undefined;
   shimPath?: string | undefined;
   /** Host id range that container root maps to under --userns. */
   usernsRange?: { uid: number; gid: number; size: number } | undefined;
@@ -46,6 +52,10 @@ export interface RuntimeHooks {
   /** After the container and its files are removed. */
   afterRemove?(name: string): void;
 }
+
+const DEFAULT_RUN_DIR = '/run/feather';
+/** Inside every container (contract "Inference telemetry"). */
+const RUN_DIR_IN_CONTAINER = '/run/feather';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_USERNS = { uid: 100000, gid: 100000, size: 65536 };
@@ -207,9 +217,21 @@ export class ShimRuntime implements ContainerRuntime {
       statePath: cp.state,
       logPath: mode.detach ? cp.log : undefined,
       logMaxBytes: mode.detach ? this.opts.logMaxBytes : undefined,
-      binds: [...config.binds, ...cdi.binds, ...(this.hooks.beforeStart?.(config) ?? [])],
+      binds: [...config.binds, ...cdi.binds, this.runDirBind(config.name), ...(this.hooks.beforeStart?.(config) ?? [])],
       devices: cdi.nodes,
     };
+  }
+
+  /** The container's own run directory, created before each start: every container gets one. */
+  containerRunDir(name: string): string {
+    return join(this.opts.runDir ?? DEFAULT_RUN_DIR, 'containers', name);
+  }
+
+  private runDirBind(name: string): BindMount {
+    // The directory, not a socket file, is mounted: an agent restarted later puts a new socket in it.
+    const dir = this.containerRunDir(name);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    return { source: dir, target: RUN_DIR_IN_CONTAINER, readonly: false };
   }
 
   private prepareStart(config: ContainerConfig, mode: { detach: boolean; tty: boolean }): ContainerPaths {
@@ -347,6 +369,7 @@ export class ShimRuntime implements ContainerRuntime {
     this.opts.cgroups.remove(name);
     this.seenRunning.delete(name);
     rmSync(this.opts.paths.container(name).dir, { recursive: true, force: true });
+    rmSync(this.containerRunDir(name), { recursive: true, force: true });
     try {
       this.hooks.afterRemove?.(name);
     } catch (e: unknown) {
@@ -404,6 +427,11 @@ export class ShimRuntime implements ContainerRuntime {
     return tail === undefined ? lines : lines.slice(Math.max(0, lines.length - tail));
   }
 
+  /** Which containers use an image, by sha256 (for ImageStore.remove and gc). */
+  containersUsing(sha256: string): string[] {
+    return this.list({ all: true }).filter((c) => c.imageSha256 === sha256).map((c) => c.name);
+  }
+
   usage(name: string): CgroupUsage | undefined {
     return this.opts.cgroups.usage(name);
   }
@@ -439,13 +467,14 @@ export class ShimRuntime implements ContainerRuntime {
       }
     }
     for (const name of this.opts.cgroups.list()) {
-      const state = names.has(name) ? readState(this.opts.paths.container(name).state) : undefined;
+      // Cgroup names are per host: one of a container in another data dir is not ours to remove.
+      if (!names.has(name)) continue;
+      const state = readState(this.opts.paths.container(name).state);
       if (state?.status === 'running' && isShimAlive(state.shimPid)) continue;
       this.opts.cgroups.remove(name);
       report.cgroups.push(name);
     }
-    rmSync(this.opts.paths.tmp, { recursive: true, force: true });
-    mkdirSync(this.opts.paths.tmp, { recursive: true });
+    // tmp/ belongs to the image store (partial downloads to resume): ImageStore.gc() cleans it.
     if (report.reaped.length + report.cgroups.length + report.tmp.length > 0) this.log.info('gc.done', { ...report });
     return report;
   }

@@ -33,7 +33,7 @@ export async function runtimeFixture(opts: { cgroupRoot?: string } = {}): Promis
   await buildRecipe(images, 'busybox', { name: 'busybox' });
   const cgroups = detectCgroups(opts.cgroupRoot);
   const runtime = new ShimRuntime({
-    paths, images, cgroups, defaults: { memory: '128Mi', cpus: 0.5, pids: 10 }, logMaxBytes: 64 * 1024,
+    paths, images, cgroups, defaults: { memory: '128Mi', cpus: 0.5, pids: 10 }, logMaxBytes: 64 * 1024, runDir: join(root, 'run'),
   });
   return {
     root, paths, images, cgroups, runtime,
