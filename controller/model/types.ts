@@ -44,7 +44,8 @@ export interface DeploymentSpec {
   /** Exactly one of replicas or selector (selector: one replica per matching device). */
   replicas?: number;
   selector?: Record<string, string>;
-  resources: { memory: string; cpus: number };
+  /** pids: process/thread limit per replica (optional; the deployment parser fills in 256). */
+  resources: { memory: string; cpus: number; pids?: number };
   /** Preference order, e.g. [tensorrt, cuda, edgetpu, npu, cpu]. */
   accelerators: AcceleratorKind[];
   /** Latency objective for the model on a replica. */
@@ -67,6 +68,13 @@ export interface Placement {
   precision: Precision;
   /** Container name on the device (unique per device). */
   container: string;
+  /** The device's architecture when placed: picks the runtime image variant (desiredFor). */
+  arch?: Arch;
+  /**
+   * Devices this replica was moved away from (failing repeatedly, breaking its latency objective):
+   * not chosen again for it. The scheduler stops moving a replica once the list is full.
+   */
+  avoid?: string[];
 }
 
 /** What the scheduler sees of a device. */

@@ -1,0 +1,118 @@
+// desiredFor(): a device's whole desired set from the placements on it, in the shape the agent
+// validates (docs/desired-state.md: each workload is a container.run body, `images` says where to
+// pull the runtime images). The caller adds the `generation`.
+import { modelFileName } from '../../agent/images/store.js';
+import { FeatherError } from '../../shared/errors.js';
+import { DEFAULT_PIDS, withDefaults } from '../deployments/spec.js';
+import type { DeploymentSpec, Placement, RuntimeVariant } from '../model/types.js';
+import type { DeploymentInput, DeploymentRevision } from './types.js';
+
+export interface DesiredArtifact {
+  name: string;
+  url: string;
+  sha256: string;
+}
+
+/** A container.run body without requestId (the agent refuses fields it does not know). */
+export interface DesiredWorkload {
+  name: string;
+  image: string;
+  args: string[];
+  env: Record<string, string>;
+  limits: { memory: string; cpu: number; pids: number };
+  restart: 'always';
+  models: DesiredArtifact[];
+  devices?: string[];
+}
+
+export interface DesiredSet {
+  workloads: DesiredWorkload[];
+  images: DesiredArtifact[];
+}
+
+export interface DesiredOptions {
+  /** CDI names ("vendor.com/class=name") to pass into a replica's container for its accelerator; default none. */
+  devices?: (placement: Placement) => string[];
+}
+
+/**
+ * The image name on the device: the deployment's name for it plus 12 hex digits of its sha256,
+ * so two revisions (or two deployments) that name different images alike never collide on one
+ * device, and a new image under the same name replaces the containers that use it.
+ */
+export function deviceImageName(v: RuntimeVariant): string {
+  return `${v.image}-${v.sha256.slice(0, 12)}`;
+}
+
+function lookup(deployments: readonly (DeploymentInput | DeploymentRevision)[]): Map<string, DeploymentSpec> {
+  const specs = new Map<string, DeploymentSpec>();
+  for (const d of deployments) {
+    for (const r of [d, ...('others' in d ? d.others ?? [] : [])]) {
+      const k = `${r.spec.name}\0${r.revision}`;
+      if (!specs.has(k)) specs.set(k, r.spec);
+    }
+  }
+  return specs;
+}
+
+/** The workload one placement asks for, with the image it names. */
+export function workloadFor(p: Placement, spec: DeploymentSpec, opts: DesiredOptions = {}): { workload: DesiredWorkload; image: DesiredArtifact } {
+  const s = withDefaults(spec);
+  const runtime = p.arch !== undefined
+    ? s.runtime.variants.find((v) => v.arch === p.arch)
+    : s.runtime.variants.length === 1 ? s.runtime.variants[0] : undefined;
+  if (!runtime) {
+    throw new FeatherError('INTERNAL', `placement ${p.container} on ${p.deviceId}: revision ${p.revision} of ${p.deployment} has no runtime image for ${p.arch ?? 'an unknown architecture'}; run the scheduler again to re-place it`);
+  }
+  const model = s.model.variants.find((v) => v.accelerator === p.accelerator && v.precision === p.precision);
+  if (!model) {
+    throw new FeatherError('INTERNAL', `placement ${p.container} on ${p.deviceId}: revision ${p.revision} of ${p.deployment} has no ${p.accelerator}/${p.precision} model variant; run the scheduler again to re-place it`);
+  }
+  const image = { name: deviceImageName(runtime), url: runtime.url, sha256: runtime.sha256 };
+  const workload: DesiredWorkload = {
+    name: p.container,
+    image: image.name,
+    args: [...(s.runtime.args ?? [])],
+    env: {
+      ...(s.runtime.env ?? {}),
+      FEATHER_DEPLOYMENT: p.deployment,
+      FEATHER_REPLICA: String(p.replica),
+      FEATHER_ACCELERATOR: p.accelerator,
+      FEATHER_PRECISION: p.precision,
+      FEATHER_MODEL_PATH: `/models/${s.model.name}/${modelFileName(model.url)}`,
+    },
+    limits: { memory: s.resources.memory, cpu: s.resources.cpus, pids: s.resources.pids ?? DEFAULT_PIDS },
+    restart: 'always',
+    models: [{ name: s.model.name, url: model.url, sha256: model.sha256 }],
+  };
+  const devices = opts.devices?.(p) ?? [];
+  if (devices.length > 0) workload.devices = devices;
+  return { workload, image };
+}
+
+/**
+ * The desired workloads and images of one device: every placement on it, by container name.
+ * `deployments` must hold the spec of every revision the placements run (DeploymentInput.others).
+ */
+export function desiredFor(deviceId: string, placements: readonly Placement[], deployments: readonly (DeploymentInput | DeploymentRevision)[], opts: DesiredOptions = {}): DesiredSet {
+  const specs = lookup(deployments);
+  const workloads: DesiredWorkload[] = [];
+  const images = new Map<string, DesiredArtifact>();
+  for (const p of placements) {
+    if (p.deviceId !== deviceId) continue;
+    const spec = specs.get(`${p.deployment}\0${p.revision}`);
+    if (!spec) {
+      throw new FeatherError('INTERNAL', `placement ${p.container} on ${deviceId} runs revision ${p.revision} of ${p.deployment}, which is not among the deployments given; pass the spec of every revision placements run`);
+    }
+    const { workload, image } = workloadFor(p, spec, opts);
+    workloads.push(workload);
+    images.set(image.name, image);
+  }
+  workloads.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (let i = 1; i < workloads.length; i++) {
+    if (workloads[i]?.name === workloads[i - 1]?.name) {
+      throw new FeatherError('INTERNAL', `two placements on ${deviceId} share the container name ${workloads[i]?.name}`);
+    }
+  }
+  return { workloads, images: [...images.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+}

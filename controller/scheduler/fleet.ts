@@ -1,0 +1,101 @@
+// The devices of one scheduling pass: sorted by id (the last tie-break), grouped by shape
+// (architecture + accelerator kinds, so filters run once per shape, not once per device), with
+// free memory and CPU kept in typed arrays and updated as replicas are placed.
+import type { AcceleratorKind, Arch, DeviceView } from '../model/types.js';
+import { deviceKinds, shapeKey } from './choice.js';
+
+/** online; offline within the grace period (placements stay, nothing new); offline past it. */
+export type NodeState = 'online' | 'grace' | 'expired';
+
+export interface Node {
+  /** Position in id order. */
+  i: number;
+  id: string;
+  view: DeviceView;
+  state: NodeState;
+  /** undefined until the device has reported an inventory: nothing is placed there. */
+  arch: Arch | undefined;
+  kinds: ReadonlySet<AcceleratorKind>;
+  shape: string;
+  memTotal: number;
+  /** Millicores. */
+  cpuTotal: number;
+  /** Index of its board class in Fleet.classes. */
+  cls: number;
+}
+
+/** CPU is counted in millicores so sums of 0.1 + 0.2 stay exact. */
+export const milli = (cpus: number): number => Math.round(cpus * 1000);
+
+export class Fleet {
+  readonly nodes: Node[] = [];
+  readonly byId = new Map<string, Node>();
+  readonly memFree: Float64Array;
+  readonly cpuFree: Float64Array;
+  /** Online devices with an inventory, by shape, in id order: where new replicas may go. */
+  readonly shapes = new Map<string, Node[]>();
+  /** Board classes, in order of first appearance. */
+  readonly classes: string[] = [];
+
+  constructor(devices: readonly DeviceView[], now: number, graceMs: number, reserved: { memoryBytes: number; cpus: number }) {
+    const sorted = [...devices].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    // Devices of one kind share their accelerator set and shape key.
+    const kindsBy = new Map<string, { kinds: ReadonlySet<AcceleratorKind>; shape: string }>();
+    const classIndex = new Map<string, number>();
+    for (const view of sorted) {
+      if (this.byId.has(view.id)) continue;
+      const inv = view.inventory;
+      let sig = inv ? inv.arch : '';
+      for (const a of inv?.accelerators ?? []) sig += `,${a.kind}`;
+      let k = kindsBy.get(sig);
+      if (!k) {
+        const kinds = deviceKinds(inv?.accelerators ?? []);
+        k = { kinds, shape: inv ? shapeKey(inv.arch, kinds) : '' };
+        kindsBy.set(sig, k);
+      }
+      let cls = classIndex.get(view.boardClass);
+      if (cls === undefined) { cls = this.classes.length; this.classes.push(view.boardClass); classIndex.set(view.boardClass, cls); }
+      const state: NodeState = view.online ? 'online' : now - view.lastSeen <= graceMs ? 'grace' : 'expired';
+      const node: Node = {
+        i: this.nodes.length, id: view.id, view, state, cls,
+        arch: inv?.arch, kinds: k.kinds, shape: k.shape,
+        memTotal: Math.max(0, (inv?.memoryBytes ?? 0) - reserved.memoryBytes),
+        cpuTotal: Math.max(0, milli(inv?.cpu.cores ?? 0) - milli(reserved.cpus)),
+      };
+      this.nodes.push(node);
+      this.byId.set(view.id, node);
+      if (state === 'online' && inv) {
+        let list = this.shapes.get(node.shape);
+        if (!list) { list = []; this.shapes.set(node.shape, list); }
+        list.push(node);
+      }
+    }
+    this.memFree = new Float64Array(this.nodes.length);
+    this.cpuFree = new Float64Array(this.nodes.length);
+    for (const n of this.nodes) {
+      this.memFree[n.i] = n.memTotal;
+      this.cpuFree[n.i] = n.cpuTotal;
+    }
+  }
+
+  fits(i: number, memBytes: number, cpuMilli: number): boolean {
+    return (this.memFree[i] as number) >= memBytes && (this.cpuFree[i] as number) >= cpuMilli;
+  }
+
+  take(i: number, memBytes: number, cpuMilli: number): void {
+    this.memFree[i] = (this.memFree[i] as number) - memBytes;
+    this.cpuFree[i] = (this.cpuFree[i] as number) - cpuMilli;
+  }
+
+  release(i: number, memBytes: number, cpuMilli: number): void {
+    this.take(i, -memBytes, -cpuMilli);
+  }
+
+  /** The smaller of the free memory and free CPU fractions left after placing `mem`/`cpu` (0..1). */
+  headroom(i: number, memBytes: number, cpuMilli: number): number {
+    const n = this.nodes[i] as Node;
+    const mem = n.memTotal > 0 ? ((this.memFree[i] as number) - memBytes) / n.memTotal : 0;
+    const cpu = n.cpuTotal > 0 ? ((this.cpuFree[i] as number) - cpuMilli) / n.cpuTotal : 0;
+    return mem < cpu ? mem : cpu;
+  }
+}
