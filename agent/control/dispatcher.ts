@@ -92,6 +92,11 @@ export class Dispatcher {
     }
     const verb = parsed.verb;
     const label: Verb | 'unknown' = isVerb(verb) ? verb : 'unknown';
+    // An empty payload on a command topic clears a retained command (mosquitto_pub -r -n): nothing to answer.
+    if (msg.payload.length === 0 && msg.retain) {
+      logger.debug('command.cleared', { topic: msg.topic });
+      return;
+    }
     if (msg.retain) {
       this.reject(msg, verb, 'retained commands are ignored (they would run again at every reconnect): publish without -r, and clear this one with mosquitto_pub -r -n -t TOPIC');
       this.record(label, 'rejected', started);

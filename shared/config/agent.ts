@@ -8,7 +8,7 @@ import { FeatherError } from '../errors.js';
 const schema = {
   deviceId: { doc: 'Device id used in MQTT topics', format: String, default: hostname(), env: 'FEATHER_DEVICE_ID' },
   dataDir: { doc: 'Where images, caches, models and containers live', format: String, default: '/var/lib/feather', env: 'FEATHER_DATA_DIR' },
-  runDir: { doc: 'Runtime sockets (statsd) and the agent lock', format: String, default: '/run/feather', env: 'FEATHER_RUN_DIR' },
+  runDir: { doc: 'Per-container run directories (mounted at /run/feather inside; the statsd socket lives there)', format: String, default: '/run/feather', env: 'FEATHER_RUN_DIR' },
   shimPath: { doc: 'Path of the feather-shim binary (default: the one built in this package)', format: String, default: '', env: 'FEATHER_SHIM' },
   cgroupRoot: { doc: 'Root of the cgroup filesystem', format: String, default: '/sys/fs/cgroup', env: 'FEATHER_CGROUP_ROOT' },
   hostRoot: { doc: 'Root the hardware inventory reads from (tests point it at a fake tree)', format: String, default: '/', env: 'FEATHER_HOST_ROOT' },
