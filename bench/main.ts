@@ -2,9 +2,11 @@
 // npm run bench -- <name> [options]: each benchmark prints its figure beside an anchor run
 // in the same process, as a ratio.
 import { benchRuntime } from './runtime.js';
+import { benchScheduler } from './scheduler.js';
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   runtime: benchRuntime,
+  scheduler: benchScheduler,
 };
 
 async function main(): Promise<void> {
