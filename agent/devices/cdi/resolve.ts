@@ -5,7 +5,7 @@
 // Errors say which name, file and field: BAD_REQUEST for a malformed name or a spec that cannot
 // be applied, NOT_FOUND for an unknown kind or device or a missing host node or mount source,
 // CONFLICT for a device two files of one directory define.
-import { statSync } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { FeatherError } from '../../../shared/errors.js';
 import type { CdiDeviceEntry, CdiRegistry } from './registry.js';
@@ -23,7 +23,7 @@ export type StatNode = (path: string) => NodeInfo | undefined;
 
 /** stat(2) of a host path: undefined when it does not exist. */
 export function statNode(path: string): NodeInfo | undefined {
-  let s;
+  let s: Stats;
   try {
     s = statSync(path);
   } catch {
