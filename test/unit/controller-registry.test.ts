@@ -35,7 +35,9 @@ class FakeMqtt implements MqttLink {
 
 interface Rig { store: Store; bus: EventBus<ControllerEvents>; mqtt: FakeMqtt; registry: DeviceRegistry; desired: DesiredPublisher; events: Array<[string, unknown]> }
 
-function rig(t: Test, dir = mkdtempSync(join(tmpdir(), 'feather-ctl-reg-')), brokerRestarted = false): Rig & { dir: string } {
+function rig(t: Test, given?: string, brokerRestarted = false): Rig & { dir: string } {
+  const dir = given ?? mkdtempSync(join(tmpdir(), 'feather-ctl-reg-'));
+  if (given === undefined) t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const store = Store.open(dir);
   const bus = new EventBus<ControllerEvents>(log);
   const mqtt = new FakeMqtt();
