@@ -13,11 +13,12 @@ import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limi
 import { encodeSpec, type ShimSpec } from './spec.js';
 import { locateShim, runAttached, shimFeatures, startDetached, type ShimFeatures } from './shim.js';
 import {
-  isProcessAlive, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
+  containerInfo, isProcessAlive, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
   type ContainerConfig, type ShimState,
 } from './state.js';
 import type { BindMount, ContainerInfo, RunRequest, RunResult, StopResult } from './types.js';
 import { shiftedLayer } from './userns.js';
+import { ExitWatcher } from './exit-watcher.js';
 // CDI (agent/devices/cdi): device-cgroup rules, env, binds and poststart hooks from a container's devices.
 import { applyDeviceCgroup, containerDeviceEdits, runHooks } from '../devices/cdi/container.js';
 
@@ -59,20 +60,23 @@ const RUN_DIR_IN_CONTAINER = '/run/feather';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_USERNS = { uid: 100000, gid: 100000, size: 65536 };
-const EXIT_POLL_MS = 1000;
 
 export class ShimRuntime implements ContainerRuntime {
   private readonly log: Logger;
   private readonly shim: string;
-  private readonly exitListeners = new Set<(exit: ContainerExit) => void>();
-  private exitTimer: NodeJS.Timeout | undefined;
-  private readonly seenRunning = new Set<string>();
+  private readonly exits: ExitWatcher;
   private hooks: RuntimeHooks = {};
   private features: ShimFeatures | undefined;
 
   constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.logger ?? createLogger('agent:runtime');
     this.shim = locateShim(opts.shimPath ?? '');
+    this.exits = new ExitWatcher({
+      running: () => this.list().map((c) => c.name),
+      readState: (name) => readState(this.opts.paths.container(name).state),
+      reap: (name, state) => this.reap(name, state),
+      log: this.log,
+    });
     for (const dir of [opts.paths.containers, opts.paths.tmp]) mkdirSync(dir, { recursive: true });
   }
 
@@ -255,7 +259,7 @@ export class ShimRuntime implements ContainerRuntime {
     const cp = this.prepareStart(config, { detach: true, tty: false });
     try {
       const started = await startDetached(this.shim, cp.spec);
-      this.seenRunning.add(config.name);
+      this.exits.watch(config.name);
       const state = readState(cp.state);
       const startedAt = state?.startedAt ?? Date.now();
       this.log.info('container.started', { name: config.name, pid: started.pid, image: config.image });
@@ -367,7 +371,7 @@ export class ShimRuntime implements ContainerRuntime {
 
   private removeFiles(name: string): void {
     this.opts.cgroups.remove(name);
-    this.seenRunning.delete(name);
+    this.exits.forget(name);
     rmSync(this.opts.paths.container(name).dir, { recursive: true, force: true });
     rmSync(this.containerRunDir(name), { recursive: true, force: true });
     try {
@@ -379,27 +383,7 @@ export class ShimRuntime implements ContainerRuntime {
 
   inspect(name: string): ContainerInfo {
     const config = this.requireConfig(name);
-    return this.info(config, this.liveState(name));
-  }
-
-  private info(config: ContainerConfig, state: ShimState | undefined): ContainerInfo {
-    return {
-      name: config.name,
-      image: config.image,
-      imageSha256: config.imageSha256,
-      status: state ? state.status : 'created',
-      pid: state?.status === 'running' ? state.pid : undefined,
-      exitCode: state?.status === 'exited' ? state.exitCode : undefined,
-      oomKilled: (state?.oomKills ?? 0) > 0,
-      createdAt: config.createdAt,
-      startedAt: state?.startedAt,
-      finishedAt: state?.finishedAt,
-      limits: config.limits,
-      args: config.args,
-      restart: config.restart,
-      restarts: config.restarts,
-      labels: config.labels,
-    };
+    return containerInfo(config, this.liveState(name));
   }
 
   list(opts: { all?: boolean } = {}): ContainerInfo[] {
@@ -412,7 +396,7 @@ export class ShimRuntime implements ContainerRuntime {
         continue; // a corrupt config is reported by inspect and cleaned by gc, not here
       }
       if (!config) continue;
-      const info = this.info(config, this.liveState(name));
+      const info = containerInfo(config, this.liveState(name));
       if (opts.all || info.status === 'running') out.push(info);
     }
     return out;
@@ -480,43 +464,7 @@ export class ShimRuntime implements ContainerRuntime {
   }
 
   onExit(listener: (exit: ContainerExit) => void): () => void {
-    this.exitListeners.add(listener);
-    if (!this.exitTimer) {
-      for (const c of this.list()) this.seenRunning.add(c.name);
-      this.exitTimer = setInterval(() => this.pollExits(), EXIT_POLL_MS);
-      this.exitTimer.unref();
-    }
-    return () => {
-      this.exitListeners.delete(listener);
-      if (this.exitListeners.size === 0 && this.exitTimer) {
-        clearInterval(this.exitTimer);
-        this.exitTimer = undefined;
-      }
-    };
-  }
-
-  private pollExits(): void {
-    for (const name of [...this.seenRunning]) {
-      let state = readState(this.opts.paths.container(name).state);
-      if (state?.status === 'running') {
-        if (isShimAlive(state.shimPid)) continue;
-        this.reap(name, state);
-        state = readState(this.opts.paths.container(name).state);
-      }
-      this.seenRunning.delete(name);
-      if (!state) continue;
-      const exit: ContainerExit = {
-        name,
-        exitCode: state.exitCode,
-        signal: state.signal,
-        oomKilled: (state.oomKills ?? 0) > 0,
-        finishedAt: state.finishedAt ?? Date.now(),
-      };
-      for (const listener of this.exitListeners) {
-        try { listener(exit); } catch (e: unknown) { this.log.error('exit.listener.failed', { name, error: e }); }
-      }
-    }
-    for (const c of this.list()) this.seenRunning.add(c.name);
+    return this.exits.subscribe(listener);
   }
 }
 

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync
 import { dirname, basename, join } from 'node:path';
 import { errnoCode, FeatherError } from '../../shared/errors.js';
 import type { Limits } from './limits.js';
-import type { BindMount, DeviceNode, NetworkMode, RestartPolicy } from './types.js';
+import type { BindMount, ContainerInfo, DeviceNode, NetworkMode, RestartPolicy } from './types.js';
 
 export interface ContainerConfig {
   version: 1;
@@ -108,4 +108,25 @@ export function listContainerNames(containersDir: string): string[] {
     if (errnoCode(e) === 'ENOENT') return [];
     throw e;
   }
+}
+
+/** What ps and container.list show of a container. */
+export function containerInfo(config: ContainerConfig, state: ShimState | undefined): ContainerInfo {
+  return {
+    name: config.name,
+    image: config.image,
+    imageSha256: config.imageSha256,
+    status: state ? state.status : 'created',
+    pid: state?.status === 'running' ? state.pid : undefined,
+    exitCode: state?.status === 'exited' ? state.exitCode : undefined,
+    oomKilled: (state?.oomKills ?? 0) > 0,
+    createdAt: config.createdAt,
+    startedAt: state?.startedAt,
+    finishedAt: state?.finishedAt,
+    limits: config.limits,
+    args: config.args,
+    restart: config.restart,
+    restarts: config.restarts,
+    labels: config.labels,
+  };
 }
