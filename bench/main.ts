@@ -3,10 +3,12 @@
 // in the same process, as a ratio.
 import { benchRuntime } from './runtime.js';
 import { benchScheduler } from './scheduler.js';
+import { benchInference } from './inference.js';
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   runtime: benchRuntime,
   scheduler: benchScheduler,
+  inference: benchInference,
 };
 
 async function main(): Promise<void> {

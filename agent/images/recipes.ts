@@ -3,6 +3,7 @@
 //   busybox  Debian's busybox-static: bin/busybox, an applet symlink per `busybox --list`
 //   debian   debootstrap --variant=minbase against the host's Debian mirror (slow)
 //   host     named host executables with the shared libraries ldd lists, and the loader
+//   onnx     a runtime module layer: the host's node, the inference runner, onnxruntime-node
 import { execFile } from 'node:child_process';
 import { mkdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,12 +14,13 @@ import { validateName } from '../runtime/limits.js';
 import { debianTarball } from './debootstrap.js';
 import { tempName } from './durable.js';
 import { hostBundleEntries, sharedLibraries } from './hostbundle.js';
+import { onnxTarball } from './recipes/onnx.js';
 import type { ImageInfo, ImageStore } from './store.js';
 import { writeTarball, type TarEntrySpec } from './tarwriter.js';
 
 const execFileP = promisify(execFile);
 
-export const RECIPE_NAMES = ['busybox', 'debian', 'host'] as const;
+export const RECIPE_NAMES = ['busybox', 'debian', 'host', 'onnx'] as const;
 export type RecipeName = (typeof RECIPE_NAMES)[number];
 
 export interface RecipeInfo {
@@ -34,6 +36,7 @@ const RECIPES: readonly RecipeInfo[] = [
   { name: 'busybox', description: "busybox from Debian's busybox-static, with its applet symlinks", needsMirror: false, slow: false },
   { name: 'debian', description: "Debian minbase by debootstrap from the host's apt mirror", needsMirror: true, slow: true },
   { name: 'host', description: 'named host executables (--bin) with their shared libraries and loader', needsMirror: false, slow: false },
+  { name: 'onnx', description: "runtime module layer (stack over busybox): the host's node, the inference runner, onnxruntime-node", needsMirror: false, slow: false },
 ];
 
 export function recipes(): RecipeInfo[] {
@@ -146,6 +149,7 @@ export class RecipeBuilder {
       let built: { sha256: string; bytes: number };
       if (r === 'busybox') built = await busyboxTarball(out, { busybox: opts.busybox });
       else if (r === 'host') built = await hostTarball(out, { bins: opts.bins });
+      else if (r === 'onnx') built = await onnxTarball(out);
       else {
         built = await debianTarball(out, {
           workDir: join(tmp, tempName('debootstrap')), mirror: opts.mirror, suite: opts.suite, log: this.log, signal: opts.signal,
