@@ -140,7 +140,7 @@ t.test('a corrupt manifest is one line and exit 1', async (t) => {
 t.test('recipes are listed', async (t) => {
   const c = context();
   const r = await cli(c, ['image', 'recipes', '--json']);
-  t.same((JSON.parse(r.out[0] ?? '') as Array<{ name: string }>).map((x) => x.name), ['busybox', 'debian', 'host']);
+  t.same((JSON.parse(r.out[0] ?? '') as Array<{ name: string }>).map((x) => x.name), ['busybox', 'debian', 'host', 'onnx']);
   t.match((await cli(c, ['image', 'recipes'])).out[0], /^RECIPE\s+DESCRIPTION/);
 });
 

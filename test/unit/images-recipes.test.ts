@@ -49,7 +49,7 @@ t.test('model file names come from the URL, or "model"', async (t) => {
 });
 
 t.test('recipes and the skeleton', async (t) => {
-  t.same(recipes().map((r) => r.name), ['busybox', 'debian', 'host']);
+  t.same(recipes().map((r) => r.name), ['busybox', 'debian', 'host', 'onnx']);
   t.throws(() => parseRecipe('alpine'), { code: 'BAD_REQUEST' });
   const skel = rootfsSkeleton();
   const modes = Object.fromEntries(skel.filter((e) => e.type === 'dir').map((e) => [e.path, e.mode]));
