@@ -5,12 +5,12 @@
 // StatsD lines on /run/feather/statsd.sock. Runs inside a Feather container on the host's own
 // Node (the `onnx` image module) or directly on a host. Self-contained: it imports only
 // node:*, onnxruntime-node and koffi, so the image module carries nothing else.
-import { chmodSync, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { join } from 'node:path';
 import { Exclusive, OrtEngine } from './engine.js';
 import { runLoad, type LoadResult } from './load.js';
 import { USAGE, UsageError, parseOptions, type ListenSpec, type RunnerOptions } from './options.js';
+import { resolveModelFile } from './model-file.js';
 import { createApi } from './server.js';
 import { StatsdClient, UnixDatagramSink, latencyLine } from './statsd.js';
 
@@ -18,22 +18,6 @@ function log(level: 'info' | 'warn' | 'error', event: string, fields: Record<str
   process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level, ns: 'runner', event, ...fields })}\n`);
 }
 
-/** A file as given; a directory: its model.onnx, else its only *.onnx file. */
-export function resolveModelFile(path: string): string {
-  let st;
-  try {
-    st = statSync(path);
-  } catch {
-    throw new UsageError(`model ${path} does not exist (bind-mount the model directory at /models/<name>, or pass --model)`);
-  }
-  if (st.isFile()) return path;
-  if (!st.isDirectory()) throw new UsageError(`model ${path} is neither a file nor a directory`);
-  const names = readdirSync(path);
-  if (names.includes('model.onnx')) return join(path, 'model.onnx');
-  const onnx = names.filter((n) => n.endsWith('.onnx'));
-  if (onnx.length === 1) return join(path, onnx[0] as string);
-  throw new UsageError(`${path} holds ${onnx.length === 0 ? 'no' : 'several'} .onnx files and no model.onnx; pass --model FILE`);
-}
 
 function listen(server: Server, spec: ListenSpec): Promise<void> {
   if (spec.kind === 'unix') {
