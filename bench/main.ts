@@ -2,11 +2,14 @@
 // npm run bench -- <name> [options]: each benchmark prints its figure beside an anchor run
 // in the same process, as a ratio.
 import { benchRuntime } from './runtime.js';
+import { benchAgent, benchPull } from './agent.js';
 import { benchScheduler } from './scheduler.js';
 import { benchInference } from './inference.js';
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   runtime: benchRuntime,
+  agent: benchAgent,
+  pull: benchPull,
   scheduler: benchScheduler,
   inference: benchInference,
 };
