@@ -128,6 +128,9 @@ export class MqttConnection {
       reconnectOnConnackError: true,
       resubscribe: false,
       manualConnect: true,
+      // mqtt-packet's cache of 65,536 pre-encoded numbers costs ~6 MB of heap (measured: idle RSS
+      // 98.5 -> 83 MB without it); an agent sends a few messages a second.
+      writeCache: false,
       will: this.willPacket(),
       properties: {
         sessionExpiryInterval: this.opts.sessionExpiryS ?? 7 * 24 * 3600,
