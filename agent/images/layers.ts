@@ -16,7 +16,6 @@ import { validateName } from '../runtime/limits.js';
 import { readConfig } from '../runtime/state.js';
 import type { FetchProgress } from './blobs.js';
 import { parseSha256 } from './digest.js';
-import type { ImageStore } from './store.js';
 
 /** One layer as container.run names it. */
 export interface LayerRef {
@@ -31,9 +30,14 @@ export interface LayerRef {
 export const MAX_LAYERS = 16;
 const NAME_ROOM = 63 - 1 - 16;
 
-/** What layers need of the image store. `ensureExtracted` is optional in the type only so that
- *  the control plane's narrower ImagesApi fits; the real ImageStore has it. */
-export type LayerStore = Pick<ImageStore, 'pull' | 'list'> & Partial<Pick<ImageStore, 'ensureExtracted'>>;
+/** What layers need of the image store (ImageStore fits, and so does the reconciler's ImageSource).
+ *  `ensureExtracted` is optional in the type only so that the control plane's narrower ImagesApi
+ *  fits; the real ImageStore has it. */
+export interface LayerStore {
+  list(): Promise<ReadonlyArray<{ name: string; sha256: string }>>;
+  pull(url: string, opts: { name: string; sha256: string; signal?: AbortSignal | undefined; onProgress?: (p: FetchProgress) => void }): Promise<unknown>;
+  ensureExtracted?(name: string, signal?: AbortSignal): Promise<string>;
+}
 
 /** The store name of a layer: "<name>.<first 16 hex digits of its sha256>". */
 export function layerImageName(ref: Pick<LayerRef, 'name' | 'sha256'>): string {

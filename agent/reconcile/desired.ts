@@ -5,6 +5,7 @@
 import { FeatherError, isFeatherError, messageOf } from '../../shared/errors.js';
 import { readRunBody, validateCommand, type RunBody } from '../../shared/protocol/commands.js';
 import { Fields, describe, isPlainObject } from '../../shared/protocol/fields.js';
+import { checkLayers } from '../images/layers.js';
 import type { NetworkMode, RestartPolicy } from '../runtime/types.js';
 
 /** An image or a model to fetch: where from and what it must hash to. */
@@ -33,6 +34,8 @@ export interface Workload {
   network: NetworkMode;
   restart: RestartPolicy;
   models: ArtifactRef[];
+  /** Layers stacked above the image, topmost first (agent/images/layers.ts); [] = the image alone. */
+  layers: ArtifactRef[];
   devices: string[];
 }
 
@@ -129,9 +132,13 @@ export function validateDesired(value: unknown): DesiredState {
   }
 
   const workloads: Workload[] = [];
+  const at = new Map<Workload, number>();
   for (const [i, w] of arrayField(obj, 'workloads', '', issues).entries()) {
     const workload = validateWorkload(w, `workloads[${i}]`, issues);
-    if (workload) workloads.push(workload);
+    if (workload) {
+      workloads.push(workload);
+      at.set(workload, i);
+    }
   }
   const images: ArtifactRef[] = [];
   for (const [i, im] of arrayField(obj, 'images', '', issues).entries()) {
@@ -140,6 +147,7 @@ export function validateDesired(value: unknown): DesiredState {
   }
   duplicates(workloads.map((w) => w.name), 'workloads', 'workload name', issues);
   duplicates(images.map((im) => im.name), 'images', 'image name', issues);
+  layersAboveListedImages(workloads, at, images, issues);
 
   if (issues.length > 0) throw new DesiredStateError(issues);
   return { generation: generation as number, workloads, images };
@@ -162,8 +170,15 @@ export function validateWorkload(value: unknown, path: string, issues: FieldIssu
     return undefined;
   }
   const models = body.models ?? [];
+  const layers = body.layers ?? [];
   const before = issues.length;
   duplicates(models.map((m) => m.name), `${path}.models`, 'model name', issues);
+  try {
+    checkLayers(layers);
+  } catch (e: unknown) {
+    if (!isFeatherError(e)) throw e;
+    issues.push({ path: `${path}.layers`, message: e.message });
+  }
   if (issues.length > before) return undefined;
   return {
     name: body.name,
@@ -174,8 +189,21 @@ export function validateWorkload(value: unknown, path: string, issues: FieldIssu
     network: body.network ?? 'none',
     restart: body.restart ?? 'no',
     models,
+    layers,
     devices: body.devices ?? [],
   };
+}
+
+/** A layer cannot be the workload's own image (overlayfs would stack it twice): checked where `images` says the image's sha256. */
+function layersAboveListedImages(workloads: readonly Workload[], at: ReadonlyMap<Workload, number>, images: readonly ArtifactRef[], issues: FieldIssue[]): void {
+  const listed = new Map(images.map((im) => [im.name, im.sha256]));
+  for (const w of workloads) {
+    const sha = listed.get(w.image);
+    const j = sha === undefined ? -1 : w.layers.findIndex((l) => l.sha256 === sha);
+    if (j >= 0) {
+      issues.push({ path: `workloads[${at.get(w) ?? 0}].layers[${j}]`, message: `layer ${w.layers[j]?.name ?? ''} is the image ${w.image} itself (same sha256 in images); remove it from layers` });
+    }
+  }
 }
 
 /** An entry of `images`: the image.pull body ({name, url, sha256}), checked by its validator. */

@@ -3,6 +3,7 @@
 // the later steps for those workloads are skipped, while other workloads go on.
 import { FeatherError, hasCode, toFeatherError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
+import { ensureLayers, layerImageName } from '../images/layers.js';
 import type { ContainerRuntime } from '../runtime/api.js';
 import type { BindMount, DeviceNode, RunRequest } from '../runtime/types.js';
 import type { Workload } from './desired.js';
@@ -10,10 +11,14 @@ import { ownerLabels } from './labels.js';
 import { stepWorkloads, type Step, type StepAction } from './plan.js';
 import type { PendingRestart, Phase } from './reported.js';
 
-/** What the reconciler needs from the image store (agent/images/store.ts). */
+/** What the reconciler needs from the image store (agent/images/store.ts); it fits ensureLayers' LayerStore. */
 export interface ImageSource {
   get(name: string): { sha256: string } | undefined;
+  /** Every tarball in the store (images and layers); `cached` = extracted in cache/<sha256>/. */
+  list(): Promise<ReadonlyArray<{ name: string; sha256: string; cached: boolean }>>;
   pull(url: string, opts: { name: string; sha256: string; signal?: AbortSignal }): Promise<unknown>;
+  /** Extract a stored tarball once into cache/<sha256>/ and return that directory. */
+  ensureExtracted(name: string, signal?: AbortSignal): Promise<string>;
   /** Fetch a model (if not already there) and return its read-only directory. */
   ensureModel(url: string, sha256: string, opts?: { signal?: AbortSignal }): Promise<string>;
 }
@@ -58,6 +63,22 @@ export const EXECUTORS: { readonly [A in StepAction]: Executor<A> } = {
       throw err;
     }
     ctx.event('image.pulled', { name, sha256, durationMs: Date.now() - started, by: 'desired' });
+  },
+
+  async pullLayer(step, ctx) {
+    const { name, url, sha256 } = step.layer;
+    // Held (under any name) but not extracted yet: only the extraction is left.
+    const held = (await ctx.images.list()).some((i) => i.sha256 === sha256);
+    for (const w of step.workloads) ctx.note(w, 'pulling', `${held ? 'extracting' : 'pulling'} layer ${name}`);
+    const started = Date.now();
+    try {
+      await ensureLayers(ctx.images, [step.layer], { signal: ctx.signal });
+    } catch (e: unknown) {
+      const err = toFeatherError(e, 'PULL_FAILED');
+      ctx.event('pull.failed', { layer: name, name: layerImageName(step.layer), url, sha256, code: err.code, message: err.message, by: 'desired' });
+      throw err;
+    }
+    if (!held) ctx.event('image.pulled', { layer: name, name: layerImageName(step.layer), sha256, durationMs: Date.now() - started, by: 'desired' });
   },
 
   async fetchModel(step, ctx) {
@@ -132,7 +153,8 @@ export async function executeSteps(steps: readonly Step[], ctx: ExecContext): Pr
   for (const step of steps) {
     if (ctx.signal.aborted) break;
     const names = stepWorkloads(step);
-    if (step.action !== 'pull' && names.some((n) => blocked.has(n))) continue;
+    // An image pull always runs (pre-staging); a layer shared by several workloads runs while one of them still can use it.
+    if (step.action === 'pullLayer' ? names.every((n) => blocked.has(n)) : step.action !== 'pull' && names.some((n) => blocked.has(n))) continue;
     try {
       await executeStep(step, ctx);
     } catch (e: unknown) {
@@ -140,6 +162,7 @@ export async function executeSteps(steps: readonly Step[], ctx: ExecContext): Pr
       failures.push({ step, error });
       ctx.log.warn('reconcile.step.failed', { action: step.action, workloads: names, error });
       for (const n of names) {
+        if (blocked.has(n)) continue; // keeps the reason of its first failure (a shared layer pull)
         blocked.add(n);
         ctx.note(n, 'failed', reasonFor(step, error));
       }
@@ -151,13 +174,18 @@ export async function executeSteps(steps: readonly Step[], ctx: ExecContext): Pr
 function reasonFor(step: Step, error: FeatherError): string {
   switch (step.action) {
     case 'pull': return `${error.code}: pulling image ${step.image.name} failed: ${error.message}`;
+    case 'pullLayer': {
+      // ensureLayers' messages name the layer already ("layer ort: CHECKSUM_MISMATCH …").
+      const prefix = `layer ${step.layer.name}: `;
+      return `${error.code}: pulling ${error.message.startsWith(prefix) ? error.message : prefix + error.message}`;
+    }
     case 'fetchModel': return `${error.code}: fetching model ${step.model.name} failed: ${error.message}`;
     case 'fail': return `${error.code}: ${error.message}`;
     default: return `${error.code}: ${step.action} failed: ${error.message}`;
   }
 }
 
-/** The runtime request for a workload: models bind-mounted read-only, owner labels set. */
+/** The runtime request for a workload: models bind-mounted read-only, layers stacked above the image, owner labels set. */
 export async function runRequest(w: Workload, generation: number, ctx: Pick<ExecContext, 'images' | 'resolveDevices' | 'signal'>): Promise<RunRequest> {
   const binds: BindMount[] = [];
   for (const m of w.models) {
@@ -175,6 +203,8 @@ export async function runRequest(w: Workload, generation: number, ctx: Pick<Exec
     binds,
     labels: ownerLabels(w, generation),
   };
+  // Pulled and extracted by pullLayer steps: here they are found (by digest) and checked against the image.
+  if (w.layers.length > 0) req.extraLayers = await ensureLayers(ctx.images, w.layers, { signal: ctx.signal, imageSha256: ctx.images.get(w.image)?.sha256 });
   if (w.devices.length > 0) req.devices = await ctx.resolveDevices(w.devices);
   return req;
 }

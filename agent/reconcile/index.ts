@@ -183,7 +183,7 @@ export class Reconciler {
   private async pass(signal: AbortSignal): Promise<void> {
     const desired = this.desired;
     if (desired === undefined) return; // unknown: wait for the retained message, change nothing
-    const steps = plan(this.observe(desired), desired, { restartBackoff: this.restartBackoff });
+    const steps = plan(await this.observe(desired), desired, { restartBackoff: this.restartBackoff });
     const touched = new Set(steps.flatMap(stepWorkloads));
     for (const name of [...this.notes.keys()]) if (!touched.has(name)) this.notes.delete(name);
     const pending = new Map<string, PendingRestart>();
@@ -208,7 +208,7 @@ export class Reconciler {
     }
   }
 
-  private observe(desired: DesiredState): CurrentState {
+  private async observe(desired: DesiredState): Promise<CurrentState> {
     const images: Record<string, string> = {};
     const names = new Set([...desired.workloads.map((w) => w.image), ...desired.images.map((im) => im.name)]);
     for (const name of names) {
@@ -219,11 +219,17 @@ export class Reconciler {
     for (const w of desired.workloads) {
       for (const m of w.models) if (existsSync(this.deps.dataPaths.modelDir(m.sha256))) models.add(m.sha256);
     }
+    // Layers are found by digest under any name (a layer may be an image too); ready = extracted.
+    const layers = new Set<string>();
+    if (desired.workloads.some((w) => w.layers.length > 0)) {
+      for (const im of await this.deps.images.list()) if (im.cached) layers.add(im.sha256);
+    }
     return {
       now: Date.now(),
       containers: this.deps.runtime.list({ all: true }),
       images,
       models,
+      layers,
       restartStreaks: Object.fromEntries(this.streaks),
     };
   }
@@ -371,6 +377,7 @@ export class Reconciler {
 function summary(step: Step): string {
   switch (step.action) {
     case 'pull': return `pull ${step.image.name}`;
+    case 'pullLayer': return `pullLayer ${step.layer.name}`;
     case 'fetchModel': return `fetchModel ${step.model.name}`;
     case 'start': return `start ${step.workload.name}`;
     case 'replace': return `replace ${step.workload.name} (${step.why})`;

@@ -27,9 +27,16 @@ export function ownerLabels(workload: Workload, generation: number): Record<stri
 /**
  * Hash of a validated workload: JSON with sorted keys, so key order in the payload does not count,
  * while defaults are already filled in by validation ("restart" absent = "no").
+ *
+ * Layers count by their digests, in order (topmost first): a new digest replaces the container,
+ * while a new url or name for the same digest stacks the same cache/<sha256>/ and does not. No
+ * layers hash exactly as before layers existed, so containers started by an older agent are not
+ * replaced by the upgrade.
  */
 export function specHash(workload: Workload): string {
-  return createHash('sha256').update(canonicalJson(workload)).digest('hex');
+  const { layers, ...rest } = workload;
+  const hashed = layers.length > 0 ? { ...rest, layers: layers.map((l) => l.sha256) } : rest;
+  return createHash('sha256').update(canonicalJson(hashed)).digest('hex');
 }
 
 export function canonicalJson(value: unknown): string {

@@ -7,9 +7,13 @@
 //    restarted. A container started by hand that holds a desired workload's name blocks that
 //    workload (a `fail` step), it is not taken over.
 //  - Steps come in this order: stop/remove what is no longer desired (frees memory and names),
-//    pull images, fetch models, then each workload in desired order (start, replace, restart).
-//    So a replacement's new image is on disk before its old container is stopped.
-//  - A workload whose spec hash label or image sha256 differs from the desired one is replaced.
+//    pull images, pull layers, fetch models, then each workload in desired order (start, replace,
+//    restart). So a replacement's new image and layers are on disk before its old container is
+//    stopped.
+//  - A workload whose spec hash label or image sha256 differs from the desired one is replaced
+//    (the spec hash covers its layers' digests).
+//  - Layers are pulled once per digest, for every workload that starts or is replaced with them;
+//    a layer already pulled and extracted (under any name) needs no step.
 //  - An exited owned container is restarted per its policy (always; on-failure when it failed)
 //    after a capped exponential delay; before that, a `wait` step says when to look again.
 import type { ErrorCode } from '../../shared/errors.js';
@@ -26,6 +30,8 @@ export interface CurrentState {
   images: Readonly<Record<string, string>>;
   /** sha256 of the models present on the device. */
   models: ReadonlySet<string>;
+  /** sha256 of the tarballs in the image store that are extracted in cache/ (layers ready to stack); absent = none. */
+  layers?: ReadonlySet<string> | undefined;
   /** Restarts in a row after short runs, per container (the reconciler's memory; absent = 0). */
   restartStreaks?: Readonly<Record<string, number>> | undefined;
 }
@@ -33,6 +39,7 @@ export interface CurrentState {
 export type Step =
   | { action: 'pull'; image: ArtifactRef; workloads: string[] }
   | { action: 'fetchModel'; model: ArtifactRef; workloads: string[] }
+  | { action: 'pullLayer'; layer: ArtifactRef; workloads: string[] }
   | { action: 'start'; workload: Workload; generation: number }
   | { action: 'replace'; workload: Workload; generation: number; why: string }
   | { action: 'restart'; name: string; lastExit: string; streak: number }
@@ -76,6 +83,7 @@ export function plan(current: CurrentState, desired: DesiredState, opts: PlanOpt
     if (current.images[im.name] !== im.sha256) pulls.set(im.name, { action: 'pull', image: im, workloads: [] });
   }
   const fetches = new Map<string, Step & { action: 'fetchModel' }>();
+  const layerPulls = new Map<string, Step & { action: 'pullLayer' }>();
   const actions: Step[] = [];
 
   for (const w of desired.workloads) {
@@ -98,6 +106,12 @@ export function plan(current: CurrentState, desired: DesiredState, opts: PlanOpt
         continue;
       }
       pulls.get(w.image)?.workloads.push(w.name);
+      for (const l of w.layers) {
+        if (current.layers?.has(l.sha256)) continue;
+        const pull = layerPulls.get(l.sha256) ?? { action: 'pullLayer', layer: l, workloads: [] };
+        pull.workloads.push(w.name);
+        layerPulls.set(l.sha256, pull);
+      }
       for (const m of w.models) {
         if (current.models.has(m.sha256)) continue;
         const fetch = fetches.get(m.sha256) ?? { action: 'fetchModel', model: m, workloads: [] };
@@ -113,7 +127,7 @@ export function plan(current: CurrentState, desired: DesiredState, opts: PlanOpt
     if (restart) actions.push(restart);
   }
 
-  return [...removals, ...pulls.values(), ...fetches.values(), ...actions];
+  return [...removals, ...pulls.values(), ...layerPulls.values(), ...fetches.values(), ...actions];
 }
 
 /** Why an owned container no longer matches its workload, or undefined when it does. */
@@ -165,6 +179,7 @@ export function describeExit(c: Pick<ContainerInfo, 'exitCode' | 'oomKilled'>): 
 export function stepWorkloads(step: Step): string[] {
   switch (step.action) {
     case 'pull':
+    case 'pullLayer':
     case 'fetchModel':
       return step.workloads;
     case 'start':

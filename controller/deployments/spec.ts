@@ -6,8 +6,9 @@
 import { parseAllDocuments } from 'yaml';
 import { FeatherError } from '../../shared/errors.js';
 import { parseCpus, parseMemory, validateName } from '../../agent/runtime/limits.js';
+import { MAX_LAYERS } from '../../agent/images/layers.js';
 import type {
-  AcceleratorKind, Arch, DeploymentSpec, ModelVariant, Precision, RolloutPolicy, RuntimeVariant,
+  AcceleratorKind, Arch, DeploymentSpec, ImageLayer, ModelVariant, Precision, RolloutPolicy, RuntimeVariant,
 } from '../model/types.js';
 
 export const ACCELERATOR_KINDS: readonly AcceleratorKind[] = ['tensorrt', 'cuda', 'edgetpu', 'npu', 'gpu', 'cpu'];
@@ -363,17 +364,18 @@ function readRuntime(c: Checker, v: unknown): DeploymentSpec['runtime'] | undefi
     const path = `runtime.variants[${i}]`;
     const o = c.object(item, path);
     if (!o) { ok = false; continue; }
-    c.keys(o, path, ['arch', 'image', 'url', 'sha256']);
+    c.keys(o, path, ['arch', 'image', 'url', 'sha256', 'layers']);
     const arch = c.oneOf(o['arch'], join(path, 'arch'), ARCHES);
     // The device-side image name gets "-<12 hex of the sha256>" (desiredFor): 50 + 13 = 63.
     const image = o['image'] === undefined ? c.add(join(path, 'image'), 'is required (the image name on the device)')
       : c.name(o['image'], join(path, 'image'), 'image', 50);
     const art = readArtifact(c, o, path);
-    if (!arch || !image || !art) { ok = false; continue; }
+    const layers = o['layers'] === undefined ? [] : readLayers(c, o['layers'], join(path, 'layers'), art?.sha256);
+    if (!arch || !image || !art || !layers) { ok = false; continue; }
     const first = seen.get(arch);
     if (first !== undefined) { c.add(join(path, 'arch'), `a second ${arch} variant (runtime.variants[${first}] is one); one image per architecture`); ok = false; continue; }
     seen.set(arch, i);
-    variants.push({ arch, image, ...art });
+    variants.push(layers.length > 0 ? { arch, image, ...art, layers } : { arch, image, ...art });
   }
   const runtime: DeploymentSpec['runtime'] = { variants };
   if (obj['args'] !== undefined) {
@@ -398,6 +400,33 @@ function readRuntime(c: Checker, v: unknown): DeploymentSpec['runtime'] | undefi
     } else ok = false;
   }
   return ok ? runtime : undefined;
+}
+
+/**
+ * A runtime variant's layers, topmost first: the rules of the agent (agent/images/layers.ts,
+ * checkLayers) checked here so a file the devices would refuse is refused at apply.
+ */
+function readLayers(c: Checker, v: unknown, path: string, imageSha256: string | undefined): ImageLayer[] | undefined {
+  const list = c.list(v, path, { min: 0, max: MAX_LAYERS });
+  if (!list) return undefined;
+  const out: ImageLayer[] = [];
+  let ok = true;
+  const seen = new Map<string, number>();
+  for (const [i, item] of list.entries()) {
+    const at = `${path}[${i}]`;
+    const o = c.object(item, at);
+    if (!o) { ok = false; continue; }
+    c.keys(o, at, ['name', 'url', 'sha256']);
+    const name = o['name'] === undefined ? c.add(join(at, 'name'), 'is required (names the layer on the device, e.g. onnxruntime)') : c.name(o['name'], join(at, 'name'), 'image');
+    const art = readArtifact(c, o, at);
+    if (!name || !art) { ok = false; continue; }
+    const first = seen.get(art.sha256);
+    if (first !== undefined) { c.add(join(at, 'sha256'), `is also the sha256 of ${path}[${first}]; a layer can be stacked once`); ok = false; continue; }
+    if (art.sha256 === imageSha256) { c.add(join(at, 'sha256'), 'is the sha256 of the variant\'s own image; remove the layer'); ok = false; continue; }
+    seen.set(art.sha256, i);
+    out.push({ name, ...art });
+  }
+  return ok ? out : undefined;
 }
 
 function readResources(c: Checker, v: unknown): DeploymentSpec['resources'] | undefined {

@@ -19,12 +19,20 @@ export interface ModelVariant extends Artifact {
   precision: Precision;
 }
 
+/** A layer stacked above a runtime image on the device (a runtime module, a model layer). */
+export interface ImageLayer extends Artifact {
+  /** Names the layer in errors and in the device's image store ("<name>.<16 hex of its sha256>"). */
+  name: string;
+}
+
 export interface RuntimeVariant {
   arch: Arch;
   /** Image name on the device, and where to pull it from. */
   image: string;
   url: string;
   sha256: string;
+  /** Layers above the image, topmost first (e.g. the ONNX Runtime module over busybox); absent = none. */
+  layers?: ImageLayer[];
 }
 
 export interface RolloutPolicy {
@@ -114,6 +122,8 @@ export interface DesiredWorkload {
   network?: 'none' | 'host';
   restart?: 'no' | 'on-failure' | 'always';
   models?: Array<{ name: string; url: string; sha256: string }>;
+  /** Layers above the image, topmost first. */
+  layers?: Array<{ name: string; url: string; sha256: string }>;
   devices?: string[];
 }
 

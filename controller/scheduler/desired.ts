@@ -1,6 +1,7 @@
 // desiredFor(): a device's whole desired set from the placements on it, in the shape the agent
 // validates (docs/desired-state.md: each workload is a container.run body, `images` says where to
-// pull the runtime images). The caller adds the `generation`.
+// pull the runtime images, a runtime variant's `layers` travel in its workloads). The caller adds
+// the `generation`.
 import { modelFileName } from '../../agent/images/store.js';
 import { FeatherError } from '../../shared/errors.js';
 import { DEFAULT_PIDS, withDefaults } from '../deployments/spec.js';
@@ -22,6 +23,8 @@ export interface DesiredWorkload {
   limits: { memory: string; cpu: number; pids: number };
   restart: 'always';
   models: DesiredArtifact[];
+  /** The runtime variant's layers above its image, topmost first; absent when it has none. */
+  layers?: DesiredArtifact[];
   devices?: string[];
 }
 
@@ -85,6 +88,10 @@ export function workloadFor(p: Placement, spec: DeploymentSpec, opts: DesiredOpt
     restart: 'always',
     models: [{ name: s.model.name, url: model.url, sha256: model.sha256 }],
   };
+  // Absent rather than [] when there are none: a workload without layers reads as it always did.
+  if (runtime.layers !== undefined && runtime.layers.length > 0) {
+    workload.layers = runtime.layers.map((l) => ({ name: l.name, url: l.url, sha256: l.sha256 }));
+  }
   const devices = opts.devices?.(p) ?? [];
   if (devices.length > 0) workload.devices = devices;
   return { workload, image };

@@ -137,17 +137,17 @@ function fromObject(encoding: Encoding, parsed: unknown): DecodedCommand {
 
 export interface ModelRef { name: string; url: string; sha256: string }
 
-/** container.run as validated: the runtime's fields, with models and devices still by name. */
+/** container.run as validated (also a desired workload's fields): the runtime's fields, with models, layers and devices still by name. */
 export interface RunBody extends Pick<RunRequest, 'name' | 'image' | 'args' | 'env' | 'limits' | 'network' | 'restart'> {
   models?: ModelRef[] | undefined;
+  /** Layers stacked above the image, topmost first (agent/images/layers.ts); each a verified tarball. */
+  layers?: ModelRef[] | undefined;
   /** CDI names ("vendor.com/class=name"), resolved to device nodes by the executor. */
   devices?: string[] | undefined;
 }
 
-/** container.run beside a desired workload's fields: `layers` stacked above the image, topmost first (agent/images/layers.ts). */
-export interface RunCommandBody extends RunBody {
-  layers?: ModelRef[] | undefined;
-}
+/** The container.run command body: the same fields as a desired workload. */
+export type RunCommandBody = RunBody;
 
 export type EmptyBody = Record<string, never>;
 
@@ -167,7 +167,7 @@ export interface CommandBodies {
 export const DEFAULT_LOG_TAIL = 100;
 export const MAX_LOG_TAIL = 10_000;
 const MAX_STOP_TIMEOUT_S = 3600;
-/** Layers above an image in one container.run (agent/images/layers.ts MAX_LAYERS). */
+/** Layers above an image in one container.run or desired workload (agent/images/layers.ts MAX_LAYERS). */
 const MAX_LAYERS = 16;
 
 const URL_RE = /^(https?:\/\/[^\s/]+\S*|file:\/\/\/\S*)$/;
@@ -210,6 +210,7 @@ export function readRunBody(f: Fields): RunBody {
     network: f.optEnum<NetworkMode>('network', ['none', 'host']),
     restart: f.optEnum<RestartPolicy>('restart', ['no', 'on-failure', 'always']),
     models: f.optArray('models', 64, (m) => ({ name: m.name('name', (v) => validateName('model', v)), url: url(m), sha256: sha256(m) })),
+    layers: f.optArray('layers', MAX_LAYERS, (m) => ({ name: m.name('name', imageName), url: url(m), sha256: sha256(m) })),
     devices: f.optStringArray('devices', { maxItems: 64, maxLength: 255, pattern: CDI_RE, hint: 'use a CDI name like vendor.com/class=name' }),
   };
 }
@@ -220,7 +221,7 @@ const VALIDATORS: { [V in Verb]: (f: Fields) => CommandBodies[V] } = {
   'image.pull': (f) => ({ name: f.name('name', imageName), url: url(f), sha256: sha256(f) }),
   'image.list': () => ({}),
   'image.rm': (f) => ({ name: f.name('name', imageName) }),
-  'container.run': (f) => ({ ...readRunBody(f), layers: f.optArray('layers', MAX_LAYERS, (m) => ({ name: m.name('name', imageName), url: url(m), sha256: sha256(m) })) }),
+  'container.run': readRunBody,
   'container.stop': (f) => ({ name: f.name('name', containerName), timeoutS: f.optInteger('timeoutS', 0, MAX_STOP_TIMEOUT_S) }),
   'container.rm': (f) => ({ name: f.name('name', containerName), timeoutS: f.optInteger('timeoutS', 0, MAX_STOP_TIMEOUT_S) }),
   'container.list': (f) => ({ all: f.optBoolean('all') ?? false }),

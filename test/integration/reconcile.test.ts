@@ -1,13 +1,17 @@
 // The desired-state reconciler with the real runtime (ShimRuntime over feather-shim, this host's
 // cgroups) and the real image store: containers really start, get replaced, restart, outlive the
-// reconciler, and go away, while a container started by hand is left alone.
+// reconciler, and go away, while a container started by hand is left alone. Layered workloads
+// stack a layer tarball above busybox and are replaced when, and only when, a layer digest changes.
 import t from 'tap';
+import { copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataPaths } from '../../agent/paths.js';
 import { ImageStore } from '../../agent/images/store.js';
+import { containersUsingLayer, layerImageName } from '../../agent/images/layers.js';
 import { busyboxTarball } from '../../agent/images/recipes.js';
+import { writeTarball } from '../../agent/images/tarwriter.js';
 import { detectCgroups } from '../../agent/runtime/cgroups/detect.js';
 import { ShimRuntime } from '../../agent/runtime/runtime.js';
 import { isProcessAlive } from '../../agent/runtime/state.js';
@@ -165,5 +169,81 @@ if (!isRoot()) {
         t.same(hostMountsUnder(paths.container(name).dir), [], `no mount left for ${name}`);
       }
     });
+  });
+
+  t.test('layers: busybox plus a layer adding /opt/mod/file; a new top layer replaces the container, the base stays as it is', async (t) => {
+    for (const r of reconcilers) await r.stop(); // the earlier reconcilers own nothing now, but would remove what this one starts
+    const layerFile = async (tag: string): Promise<{ name: string; url: string; sha256: string }> => {
+      const file = join(fx.root, `mod-${tag}.tar.gz`);
+      const { sha256 } = await writeTarball(file, [
+        { type: 'dir', path: 'opt' }, { type: 'dir', path: 'opt/mod' }, { type: 'file', path: 'opt/mod/file', data: `module ${tag}\n` },
+      ]);
+      return { name: 'mod', url: pathToFileURL(file).href, sha256 };
+    };
+    const logsOf = async (name: string, line: string): Promise<string[]> => {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const lines = await fx.runtime.logs(name);
+        if (lines.includes(line) || Date.now() > deadline) return lines;
+        await sleep(50);
+      }
+    };
+    const ino = (p: string): string => { const st = statSync(p); return `${st.ino}:${st.birthtimeMs}`; };
+    const lay = (layer: { name: string; url: string; sha256: string }): Record<string, unknown> =>
+      ({ name: 'lay', image: 'busybox', args: ['sh', '-c', 'cat /opt/mod/file; exec sleep 300'], layers: [layer] });
+    const layDesired = (generation: number, layer: { name: string; url: string; sha256: string }): string => JSON.stringify({ generation, workloads: [lay(layer)] });
+    const running = (rec: Reconciler, generation: number) => (): boolean => rec.reported().generation === generation && phases(rec.reported())['lay'] === 'running';
+
+    const v1 = await layerFile('v1');
+    const baseCache = await fx.images.ensureExtracted('busybox');
+    const baseIno = ino(baseCache);
+    const rec = reconciler(fx.runtime, fx.images);
+    rec.start();
+    published.length = 0;
+    events.length = 0;
+    t.same(rec.setDesired(layDesired(10, v1)), { ok: true, generation: 10 });
+    await waitFor('lay running', running(rec, 10));
+    t.same(await logsOf('lay', 'module v1'), ['module v1'], 'the layer\'s file is visible in the container');
+    t.ok(published.some((r) => r.workloads.some((w) => w.name === 'lay' && w.phase === 'pulling' && w.reason === 'pulling layer mod')), 'pulling was reported');
+    t.match(events.find((e) => e.type === 'image.pulled'), { body: { layer: 'mod', name: layerImageName(v1), sha256: v1.sha256 } });
+    t.equal(fx.images.get(layerImageName(v1))?.sha256, v1.sha256, 'stored under its digest-bearing name');
+    t.same(containersUsingLayer(fx.paths, v1.sha256), ['lay']);
+    const first = fx.runtime.inspect('lay');
+    const v1Ino = ino(fx.paths.cacheDir(v1.sha256));
+
+    // The same digest from another URL, in a new generation: nothing is replaced or fetched.
+    const moved = join(fx.root, 'mod-v1-mirror.tar.gz');
+    copyFileSync(fileURLToPath(v1.url), moved);
+    rec.setDesired(layDesired(11, { ...v1, url: pathToFileURL(moved).href }));
+    await waitFor('generation 11', running(rec, 11));
+    t.equal(fx.runtime.inspect('lay').pid, first.pid, 'an unchanged layer digest does not replace the container');
+    t.equal(events.filter((e) => e.type === 'image.pulled').length, 1);
+
+    // Only the top layer changes.
+    const v2 = await layerFile('v2');
+    rec.setDesired(layDesired(12, v2));
+    await waitFor('generation 12', running(rec, 12));
+    const second = fx.runtime.inspect('lay');
+    t.not(second.pid, first.pid, 'a new container');
+    t.not(second.labels[SPEC_HASH_LABEL], first.labels[SPEC_HASH_LABEL]);
+    t.same(await logsOf('lay', 'module v2'), ['module v2'], 'the new layer is stacked');
+    t.equal(ino(baseCache), baseIno, 'the base image\'s cache dir was not extracted again');
+    t.equal(ino(fx.paths.cacheDir(v1.sha256)), v1Ino, 'the old layer version stays as it was');
+    t.same(containersUsingLayer(fx.paths, v2.sha256), ['lay']);
+    t.same(containersUsingLayer(fx.paths, v1.sha256), []);
+
+    // A layer that does not verify: the workload fails with the reason, and the running container stays.
+    events.length = 0;
+    rec.setDesired(layDesired(13, { ...v2, sha256: 'f'.repeat(64) }));
+    await waitFor('lay failed', () => rec.reported().workloads[0]?.phase === 'failed');
+    t.match(rec.reported().workloads[0], { name: 'lay', phase: 'failed', reason: /^CHECKSUM_MISMATCH: pulling layer mod: / });
+    t.equal(rec.reported().generation, 12, 'generation 13 not reached');
+    t.match(events.find((e) => e.type === 'pull.failed'), { body: { layer: 'mod', code: 'CHECKSUM_MISMATCH', by: 'desired' } });
+    t.equal(fx.runtime.inspect('lay').pid, second.pid, 'the old container is not stopped for a layer that cannot be had');
+
+    t.same(rec.setDesired(''), { ok: true, generation: 0 });
+    await waitFor('lay gone', () => !fx.runtime.list({ all: true }).some((c) => c.name === 'lay'));
+    t.same(cgroupLeftovers('lay'), []);
+    t.same(hostMountsUnder(fx.paths.container('lay').dir), []);
   });
 }

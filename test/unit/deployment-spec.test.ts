@@ -18,7 +18,12 @@ model:
 runtime:
   variants:
     - { arch: aarch64, image: det-rt, url: "https://images.example/det-rt-arm64.tar.gz", sha256: "${SHA('d')}" }
-    - { arch: x86_64,  image: det-rt, url: "https://images.example/det-rt-amd64.tar.gz", sha256: "${SHA('e')}" }
+    - arch: x86_64
+      image: det-rt
+      url: https://images.example/det-rt-amd64.tar.gz
+      sha256: "${SHA('e')}"
+      layers:                      # optional, topmost first: stacked above the image on the device
+        - { name: onnxruntime, url: "https://images.example/ort-1.18-amd64.tar.gz", sha256: "${SHA('f')}" }
   args: [/app/detect, --camera, /dev/video0]
   env: { LOG_LEVEL: info, PORT: 8080 }
 replicas: 20
@@ -209,4 +214,29 @@ t.test('several deployments in one file: YAML documents or a JSON array', async 
 t.test('buildHook passes through as a string', async (t) => {
   t.equal(validateDeployment(minimal({ buildHook: './quantize.sh' })).buildHook, './quantize.sh');
   t.same(paths(() => validateDeployment(minimal({ buildHook: 3 }))), ['buildHook']);
+});
+
+t.test('runtime layers: per variant, topmost first, checked like the agent checks them', async (t) => {
+  const s = parseDeployment(FULL);
+  t.same(s.runtime.variants[1]?.layers, [{ name: 'onnxruntime', url: 'https://images.example/ort-1.18-amd64.tar.gz', sha256: SHA('f') }], 'from the YAML example');
+  t.notOk('layers' in (s.runtime.variants[0] ?? {}), 'a variant without layers has no layers field');
+  const rt = (layers: unknown): Record<string, unknown> => minimal({ runtime: { variants: [{ arch: 'x86_64', image: 'rt', url: 'https://x.example/rt.tar.gz', sha256: SHA('b'), layers }] } });
+  const two = [{ name: 'model', url: 'https://x.example/model.tar.gz', sha256: `sha256:${'C'.repeat(64)}` }, { name: 'ort', url: 'file:///srv/ort.tar.gz', sha256: SHA('d') }];
+  t.same(validateDeployment(rt(two)).runtime.variants[0]?.layers, [{ name: 'model', url: 'https://x.example/model.tar.gz', sha256: SHA('c') }, { name: 'ort', url: 'file:///srv/ort.tar.gz', sha256: SHA('d') }]);
+  t.notOk('layers' in (validateDeployment(rt([])).runtime.variants[0] ?? {}), 'an empty list is no layers');
+  t.same(paths(() => validateDeployment(rt([
+    { name: 'a', url: 'ftp://x', sha256: SHA('c') },
+    { url: 'https://x.example/b', sha256: SHA('d') },
+    { name: '../c', url: 'https://x.example/c', sha256: SHA('e') },
+    { name: 'd', url: 'https://x.example/d', sha256: 'abc', size: 3 },
+    'not a mapping',
+  ]))), ['runtime.variants[0].layers[0].url', 'runtime.variants[0].layers[1].name', 'runtime.variants[0].layers[2].name',
+    'runtime.variants[0].layers[3].size', 'runtime.variants[0].layers[3].sha256', 'runtime.variants[0].layers[4]']);
+  const dup = issuesOf(() => validateDeployment(rt([{ name: 'a', url: 'https://x.example/a', sha256: SHA('c') }, { name: 'b', url: 'https://x.example/b', sha256: SHA('C') }])));
+  t.match(dup, [{ path: 'runtime.variants[0].layers[1].sha256', message: /also the sha256 of runtime.variants\[0\].layers\[0\]/ }]);
+  const itself = issuesOf(() => validateDeployment(rt([{ name: 'a', url: 'https://x.example/a', sha256: SHA('b') }])));
+  t.match(itself, [{ path: 'runtime.variants[0].layers[0].sha256', message: /own image/ }]);
+  t.same(paths(() => validateDeployment(rt(Array.from({ length: 17 }, (_, i) => ({ name: `l${i}`, url: 'https://x.example/l', sha256: i.toString(16).padStart(64, '1') }))))),
+    ['runtime.variants[0].layers']);
+  t.same(paths(() => validateDeployment(rt({ name: 'a' }))), ['runtime.variants[0].layers']);
 });

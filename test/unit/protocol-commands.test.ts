@@ -1,5 +1,6 @@
 import t from 'tap';
-import { decodeCommand, pickEncoding, scanRequestId, validateCommand } from '../../shared/protocol/commands.js';
+import { decodeCommand, pickEncoding, readRunBody, scanRequestId, validateCommand } from '../../shared/protocol/commands.js';
+import { Fields } from '../../shared/protocol/fields.js';
 import { decodeCommandProto, decodeReplyProto, encodeCommandProto, encodeReplyProto, locateProto } from '../../shared/protocol/proto.js';
 
 const dec = (payload: string | Buffer, verb = 'ping', extra: { contentType?: string; max?: number } = {}) =>
@@ -132,4 +133,17 @@ t.test('validation per verb names the field', async (t) => {
   t.same(validateCommand('container.logs', { name: 'w' }), { name: 'w', tail: 100 });
   t.throws(() => validateCommand('container.logs', { name: 'w', tail: 0 }), { message: /field tail/ });
   t.same(validateCommand('container.stop', { name: 'web1', timeoutS: null }), { name: 'web1', timeoutS: undefined }, 'null means not given');
+});
+
+t.test('layers: one reader for container.run and desired workloads (readRunBody)', async (t) => {
+  const layers = [{ name: 'model', url: 'https://x/m.tar.gz', sha256: `sha256:${'AB'.repeat(32)}` }, { name: 'onnxruntime', url: 'file:///srv/ort.tar.gz', sha256: 'cd'.repeat(32) }];
+  const body = { name: 'det', image: 'busybox', layers };
+  const f = Fields.of(body, 'workloads[0]', 'a desired workload');
+  const desired = readRunBody(f);
+  f.done();
+  const expected = [{ name: 'model', url: 'https://x/m.tar.gz', sha256: 'ab'.repeat(32) }, { name: 'onnxruntime', url: 'file:///srv/ort.tar.gz', sha256: 'cd'.repeat(32) }];
+  t.same(desired.layers, expected, 'topmost first, digests normalised');
+  t.same(validateCommand('container.run', body).layers, expected, 'container.run reads them the same way');
+  t.throws(() => readRunBody(Fields.of({ name: 'd', image: 'b', layers: [{ name: 'm', url: 'http://x/m' }] }, 'workloads[2]', 'a desired workload')),
+    { code: 'BAD_REQUEST', message: /field workloads\[2\]\.layers\[0\]\.sha256 is required/ });
 });

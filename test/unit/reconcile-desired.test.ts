@@ -1,10 +1,13 @@
 import t from 'tap';
 import {
-  parseDesired, validateDesired, isDesiredStateError, DesiredStateError, MAX_DESIRED_BYTES, type FieldIssue,
+  parseDesired, validateDesired, isDesiredStateError, DesiredStateError, MAX_DESIRED_BYTES, type FieldIssue, type Workload,
 } from '../../agent/reconcile/desired.js';
-import { specHash } from '../../agent/reconcile/labels.js';
+import { createHash } from 'node:crypto';
+import { canonicalJson, specHash } from '../../agent/reconcile/labels.js';
 
 const SHA = 'a'.repeat(64);
+const SHA2 = 'b'.repeat(64);
+const SHA3 = 'c'.repeat(64);
 
 function issuesOf(fn: () => unknown): FieldIssue[] {
   try {
@@ -30,6 +33,7 @@ t.test('a full payload is normalised with defaults', async (t) => {
         name: 'det', image: 'rt', args: ['sleep', '60'], env: { MODE: 'fast' },
         limits: { memory: '128Mi', cpu: 0.5, pids: 10, cpuset: '0-1' }, network: 'host', restart: 'always',
         models: [{ name: 'resnet', url: 'https://example.test/r.tar', sha256: SHA.toUpperCase() }],
+        layers: [{ name: 'resnet-layer', url: 'https://example.test/l.tar.gz', sha256: `sha256:${SHA2.toUpperCase()}` }, { name: 'onnxruntime', url: 'file:///srv/ort.tar.gz', sha256: SHA3 }],
         devices: ['nvidia.com/gpu=0'],
       },
       { name: 'min', image: 'busybox' },
@@ -40,10 +44,12 @@ t.test('a full payload is normalised with defaults', async (t) => {
   t.same(d.workloads[0], {
     name: 'det', image: 'rt', args: ['sleep', '60'], env: { MODE: 'fast' },
     limits: { memoryBytes: 128 * 2 ** 20, cpus: 0.5, pids: 10, cpuset: '0-1' }, network: 'host', restart: 'always',
-    models: [{ name: 'resnet', url: 'https://example.test/r.tar', sha256: SHA }], devices: ['nvidia.com/gpu=0'],
+    models: [{ name: 'resnet', url: 'https://example.test/r.tar', sha256: SHA }],
+    layers: [{ name: 'resnet-layer', url: 'https://example.test/l.tar.gz', sha256: SHA2 }, { name: 'onnxruntime', url: 'file:///srv/ort.tar.gz', sha256: SHA3 }],
+    devices: ['nvidia.com/gpu=0'],
   });
   t.same(d.workloads[1], {
-    name: 'min', image: 'busybox', args: [], env: {}, limits: {}, network: 'none', restart: 'no', models: [], devices: [],
+    name: 'min', image: 'busybox', args: [], env: {}, limits: {}, network: 'none', restart: 'no', models: [], layers: [], devices: [],
   });
   t.same(d.images, [{ name: 'rt', url: 'file:///tmp/rt.tar.gz', sha256: SHA }]);
 });
@@ -85,6 +91,13 @@ t.test('the first bad field of each workload is named by its path', async (t) =>
     [{ models: [{ name: 'm', url: 'ftp://x', sha256: SHA }] }, 'workloads[0].models[0].url'],
     [{ models: [{ name: 'm', url: 'http://h/m', sha256: 'abc' }] }, 'workloads[0].models[0].sha256'],
     [{ models: [{ name: 'm', url: 'http://h/m', sha256: SHA }, { name: 'm', url: 'http://h/n', sha256: SHA }] }, 'workloads[0].models'],
+    [{ layers: [{ name: 'ort', url: 'ftp://x', sha256: SHA }] }, 'workloads[0].layers[0].url'],
+    [{ layers: [{ name: 'ort', url: 'http://h/l' }] }, 'workloads[0].layers[0].sha256'],
+    [{ layers: [{ name: '../ort', url: 'http://h/l', sha256: SHA }] }, 'workloads[0]'], // a bad name is named by the validator's message, as for the workload's own
+    [{ layers: [{ name: 'ort', url: 'http://h/l', sha256: SHA, size: 3 }] }, 'workloads[0].layers[0].size'],
+    [{ layers: { name: 'ort' } }, 'workloads[0].layers'],
+    [{ layers: Array.from({ length: 17 }, (_, i) => ({ name: `l${i}`, url: 'http://h/l', sha256: i.toString(16).padStart(64, '0') })) }, 'workloads[0].layers'],
+    [{ layers: [{ name: 'a', url: 'http://h/a', sha256: SHA }, { name: 'b', url: 'http://h/b', sha256: SHA.toUpperCase() }] }, 'workloads[0].layers'],
     [{ requestId: 'r1' }, 'workloads[0].requestId'],
     [{ image: undefined }, 'workloads[0].image'],
     [{ name: '../evil' }, 'workloads[0]'],
@@ -140,4 +153,36 @@ t.test('the spec hash ignores key order and counts defaults', async (t) => {
   t.equal(specHash(a.workloads[0]!), specHash(b.workloads[0]!));
   t.not(specHash(a.workloads[0]!), specHash(c.workloads[0]!));
   t.match(specHash(a.workloads[0]!), /^[0-9a-f]{64}$/);
+});
+
+t.test('layers: the same digest twice, or the digest of the image itself where images lists it, is refused', async (t) => {
+  const twice = issuesOf(() => validateDesired({ generation: 1, workloads: [
+    { name: 'w', image: 'busybox', layers: [{ name: 'a', url: 'http://h/a', sha256: SHA }, { name: 'b', url: 'http://h/b', sha256: SHA }] },
+  ] }));
+  t.match(twice, [{ path: 'workloads[0].layers', message: /layers\[1\] \(b\) has the same sha256 as layers\[0\] \(a\)/ }]);
+  const itself = issuesOf(() => validateDesired({
+    generation: 1,
+    workloads: [{ name: 'ok', image: 'busybox' }, { name: 'w', image: 'rt', layers: [{ name: 'ort', url: 'http://h/o', sha256: SHA2 }, { name: 'copy', url: 'http://h/rt', sha256: SHA }] }],
+    images: [{ name: 'rt', url: 'http://h/rt', sha256: SHA }],
+  }));
+  t.match(itself, [{ path: 'workloads[1].layers[1]', message: /layer copy is the image rt itself/ }]);
+  t.equal(validateDesired({ generation: 1, workloads: [{ name: 'w', image: 'busybox', layers: [] }] }).workloads[0]?.layers.length, 0, 'an empty list is no layers');
+});
+
+t.test('the spec hash counts layer digests in order, not their urls or names; no layers hash as before layers existed', async (t) => {
+  const w = (layers?: unknown[]): Workload => {
+    const d = validateDesired({ generation: 1, workloads: [{ name: 'w', image: 'busybox', args: ['x'], ...(layers ? { layers } : {}) }] });
+    return d.workloads[0]!;
+  };
+  const top = { name: 'model', url: 'http://h/m1.tar.gz', sha256: SHA2 };
+  const base = { name: 'ort', url: 'http://h/ort.tar.gz', sha256: SHA3 };
+  const two = specHash(w([top, base]));
+  t.equal(specHash(w([{ ...top, url: 'https://mirror/m1.tar.gz', name: 'model-renamed' }, base])), two, 'same digests: same hash');
+  t.not(specHash(w([{ ...top, sha256: SHA }, base])), two, 'a new top layer digest: another hash');
+  t.not(specHash(w([base, top])), two, 'the order counts');
+  t.not(specHash(w([base])), two);
+  t.equal(specHash(w([])), specHash(w()), 'layers: [] is no layers');
+  // What an agent without layers hashed: the workload without the field.
+  const { layers: _none, ...before } = w();
+  t.equal(specHash(w()), createHash('sha256').update(canonicalJson(before)).digest('hex'), 'containers started before layers are not replaced by the upgrade');
 });

@@ -42,6 +42,7 @@ function describe(s: Step): string {
   switch (s.action) {
     case 'pull': return `${s.image.name} for ${s.workloads.join(',')}`;
     case 'fetchModel': return `${s.model.name} for ${s.workloads.join(',')}`;
+    case 'pullLayer': return `${s.layer.name} for ${s.workloads.join(',')}`;
     case 'start': case 'replace': return s.workload.name;
     default: return s.name;
   }
@@ -150,6 +151,43 @@ t.test('order: removals, pulls, model fetches, then workload steps', async (t) =
   const steps = plan(current([owned(old.workloads[0]!), owned(old.workloads[1]!)], { images: {} }), d);
   t.same(actions(steps), ['stop gone', 'remove gone', 'pull rt for fresh', 'fetchModel m for fresh', 'fail web', 'start fresh']);
   t.match(steps[4], { code: 'NOT_FOUND' }, 'web needs busybox, which is gone from the store and not listed');
+});
+
+t.test('layers: a changed digest pulls that layer then replaces; the same digests (new url or generation) change nothing', async (t) => {
+  const top = { name: 'model', url: 'http://h/model-1.tar.gz', sha256: SHA_M };
+  const base = { name: 'ort', url: 'http://h/ort.tar.gz', sha256: SHA_B };
+  const before = desired(1, [{ ...web, layers: [top, base] }]);
+  const running = owned(before.workloads[0]!);
+  const ready = new Set([SHA_M, SHA_B]);
+  t.same(plan(current([running], { layers: ready }), desired(2, [{ ...web, layers: [top, base] }])), [], 'unchanged: not replaced');
+  t.same(plan(current([running], { layers: ready }), desired(3, [{ ...web, layers: [{ ...top, url: 'https://mirror/model-1.tar.gz' }, base] }])), [],
+    'a new url for the same digest: not replaced');
+
+  const top2 = { name: 'model', url: 'http://h/model-2.tar.gz', sha256: 'd'.repeat(64) };
+  const after = desired(4, [{ ...web, layers: [top2, base] }]);
+  const steps = plan(current([running], { layers: ready }), after);
+  t.same(actions(steps), ['pullLayer model for web', 'replace web'], 'only the new layer is pulled, before the old container goes');
+  t.match(steps[0], { layer: top2 });
+  t.match(steps[1], { action: 'replace', why: 'spec changed', generation: 4 });
+  t.same(actions(plan(current([running], { layers: new Set([...ready, top2.sha256]) }), after)), ['replace web'], 'pulled already: replace only');
+  t.same(actions(plan(current([running], { layers: ready }), desired(5, [web]))), ['replace web'], 'layers dropped: replaced too');
+});
+
+t.test('layers: one pull per digest for the workloads that start with it; ready ones none; order pulls, layers, models', async (t) => {
+  const base = { name: 'ort', url: 'http://h/ort.tar.gz', sha256: SHA_B };
+  const model = { name: 'm', url: 'http://h/m', sha256: SHA_M };
+  const d = desired(1, [
+    { ...web, layers: [{ name: 'top', url: 'http://h/top.tar.gz', sha256: 'e'.repeat(64) }, base] },
+    { ...det, image: 'rt2', layers: [{ ...base, name: 'ort-again' }], models: [model] },
+  ], [{ name: 'rt2', url: 'http://h/rt2', sha256: 'f'.repeat(64) }]);
+  t.same(actions(plan(current([]), d)), [
+    'pull rt2 for det', 'pullLayer top for web', 'pullLayer ort for web,det', 'fetchModel m for det', 'start web', 'start det',
+  ]);
+  t.same(actions(plan(current([], { layers: new Set([SHA_B]), models: new Set([SHA_M]), images: { busybox: SHA_A, rt2: 'f'.repeat(64) } }), d)),
+    ['pullLayer top for web', 'start web', 'start det'], 'a digest ready under any name is not pulled again');
+  const running = d.workloads.map((w) => owned(w, w.image === 'rt2' ? { imageSha256: 'f'.repeat(64) } : {}));
+  t.same(plan(current(running, { images: { busybox: SHA_A, rt2: 'f'.repeat(64) } }), d), [],
+    'running containers need no pull, even when the layer left the cache');
 });
 
 t.test('a container created but never started is replaced', async (t) => {

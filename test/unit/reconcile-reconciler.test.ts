@@ -21,16 +21,27 @@ const SHA2 = 'b'.repeat(64);
 class FakeImages {
   readonly store = new Map<string, string>([['busybox', SHA]]);
   readonly pulls: string[] = [];
+  /** sha256 of what was extracted, in order. */
+  readonly extracted: string[] = [];
   failPull = false;
   get(name: string): { sha256: string } | undefined {
     const sha256 = this.store.get(name);
     return sha256 === undefined ? undefined : { sha256 };
+  }
+  async list(): Promise<Array<{ name: string; sha256: string; cached: boolean }>> {
+    return [...this.store].map(([name, sha256]) => ({ name, sha256, cached: this.extracted.includes(sha256) }));
   }
   async pull(url: string, opts: { name: string; sha256: string }): Promise<unknown> {
     this.pulls.push(opts.name);
     if (this.failPull) throw new FeatherError('PULL_FAILED', `cannot reach ${url}`);
     this.store.set(opts.name, opts.sha256);
     return { name: opts.name, sha256: opts.sha256, bytes: 1, durationMs: 1 };
+  }
+  async ensureExtracted(name: string): Promise<string> {
+    const sha256 = this.store.get(name);
+    if (sha256 === undefined) throw new FeatherError('NOT_FOUND', `no image ${name}`);
+    if (!this.extracted.includes(sha256)) this.extracted.push(sha256);
+    return `/cache/${sha256}`;
   }
   async ensureModel(_url: string, sha256: string): Promise<string> {
     return `/models-store/${sha256}`;
@@ -405,4 +416,43 @@ t.test('models are bind-mounted read-only under /models; devices need a resolver
   rec.setDesired(payload(1, [{ name: 'gpu', image: 'busybox', devices: ['vendor.com/npu=npu7'] }]));
   await rec.idle();
   t.same(runtime.requests[0]?.devices, [{ hostPath: '/dev/npu7', containerPath: '/dev/npu0' }]);
+});
+
+t.test('layers: pulled once per digest while the workloads show pulling, then stacked topmost first; a new top layer replaces', async (t) => {
+  const h = harness(t);
+  h.rec.start();
+  const top = { name: 'model', url: 'http://h/model-1.tar.gz', sha256: 'c'.repeat(64) };
+  const base = { name: 'ort', url: 'http://h/ort.tar.gz', sha256: 'd'.repeat(64) };
+  h.rec.setDesired(payload(1, [{ name: 'a', image: 'busybox', layers: [top, base] }, { name: 'b', image: 'busybox', layers: [base] }]));
+  await h.rec.idle();
+  t.same(h.images.pulls, [`model.${'c'.repeat(16)}`, `ort.${'d'.repeat(16)}`], 'each digest once, under its digest-bearing name');
+  t.same(h.runtime.requests.map((r) => [r.name, r.extraLayers]), [['a', [`/cache/${'c'.repeat(64)}`, `/cache/${'d'.repeat(64)}`]], ['b', [`/cache/${'d'.repeat(64)}`]]]);
+  t.ok(h.published.some((r) => r.workloads.some((w) => w.name === 'b' && w.phase === 'pulling' && w.reason === 'pulling layer ort')), 'pulling was reported');
+  t.same(h.events.filter((e) => e.type === 'image.pulled').map((e) => e.body['layer']), ['model', 'ort']);
+  t.same(h.rec.reported(), { generation: 1, workloads: [{ name: 'a', phase: 'running', restarts: 0 }, { name: 'b', phase: 'running', restarts: 0 }] });
+
+  h.runtime.calls.length = 0;
+  h.rec.setDesired(payload(2, [{ name: 'a', image: 'busybox', layers: [{ ...top, url: 'http://h/model-2.tar.gz', sha256: 'e'.repeat(64) }, base] }, { name: 'b', image: 'busybox', layers: [base] }]));
+  await h.rec.idle();
+  t.same(h.runtime.calls, ['stop a', 'remove a', 'run a'], 'only a is replaced');
+  t.same(h.images.pulls.slice(2), [`model.${'e'.repeat(16)}`], 'only the new layer is pulled');
+  t.same(h.runtime.requests.at(-1)?.extraLayers, [`/cache/${'e'.repeat(64)}`, `/cache/${'d'.repeat(64)}`]);
+  t.equal(h.rec.reported().generation, 2);
+});
+
+t.test('layers: a failed pull fails the workload with the reason and publishes pull.failed; it is retried', async (t) => {
+  const h = harness(t);
+  h.images.failPull = true;
+  h.rec.start();
+  const base = { name: 'ort', url: 'http://h/ort.tar.gz', sha256: 'd'.repeat(64) };
+  h.rec.setDesired(payload(3, [{ name: 'det', image: 'busybox', layers: [base] }, { name: 'side', image: 'busybox' }]));
+  await eventually('layer pull failed twice', () => h.images.pulls.length >= 2);
+  t.match(h.rec.reported(), { generation: 0, workloads: [
+    { name: 'det', phase: 'failed', reason: 'PULL_FAILED: pulling layer ort: cannot reach http://h/ort.tar.gz' }, { name: 'side', phase: 'running' },
+  ] });
+  t.match(h.events.find((e) => e.type === 'pull.failed'), { body: { layer: 'ort', name: `ort.${'d'.repeat(16)}`, sha256: base.sha256, code: 'PULL_FAILED', by: 'desired' } });
+  t.notOk(h.runtime.containers.has('det'), 'nothing started without its layer');
+  h.images.failPull = false;
+  await eventually('det running', () => h.rec.reported().workloads[0]?.phase === 'running');
+  t.equal(h.rec.reported().generation, 3);
 });
