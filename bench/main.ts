@@ -5,6 +5,7 @@ import { benchRuntime } from './runtime.js';
 import { benchAgent, benchPull } from './agent.js';
 import { benchScheduler } from './scheduler.js';
 import { benchInference } from './inference.js';
+import { benchFleet } from './fleet.js';
 
 const benches: Record<string, (args: string[]) => Promise<void>> = {
   runtime: benchRuntime,
@@ -12,6 +13,7 @@ const benches: Record<string, (args: string[]) => Promise<void>> = {
   pull: benchPull,
   scheduler: benchScheduler,
   inference: benchInference,
+  fleet: benchFleet,
 };
 
 async function main(): Promise<void> {
