@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { BlobFetcher, type FetchProgress } from '../../agent/images/blobs.js';
 import { ImageStore } from '../../agent/images/store.js';
 import { DataPaths } from '../../agent/paths.js';
-import { FeatherError } from '../../shared/errors.js';
 import { configureLogging } from '../../shared/logging.js';
+import { failure } from '../helpers/failure.js';
 
 configureLogging({ level: 'silent' });
 
@@ -62,16 +62,6 @@ let n = 0;
 function store(opts: ConstructorParameters<typeof BlobFetcher>[0] = {}): ImageStore {
   const paths = new DataPaths(join(root, `d${n++}`));
   return new ImageStore(paths, { fetcher: new BlobFetcher({ backoffBaseMs: 10, backoffMaxMs: 50, ...opts }) });
-}
-
-async function failure(p: Promise<unknown>): Promise<FeatherError> {
-  try {
-    await p;
-  } catch (e: unknown) {
-    if (e instanceof FeatherError) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
 }
 
 t.test('the right sha256: tarball, manifest record, progress', async (t) => {

@@ -14,8 +14,8 @@ import { buildRecipe, busyboxTarball, RecipeBuilder } from '../../agent/images/r
 import { ImageStore } from '../../agent/images/store.js';
 import { writeTarball } from '../../agent/images/tarwriter.js';
 import { DataPaths } from '../../agent/paths.js';
-import { FeatherError } from '../../shared/errors.js';
 import { configureLogging } from '../../shared/logging.js';
+import { failure } from '../helpers/failure.js';
 
 configureLogging({ level: 'silent' });
 const isRoot = process.getuid?.() === 0;
@@ -25,16 +25,6 @@ t.teardown(() => rmSync(root, { recursive: true, force: true }));
 let n = 0;
 function fresh(): ImageStore {
   return new ImageStore(new DataPaths(join(root, `d${n++}`)));
-}
-
-async function failure(p: Promise<unknown>): Promise<FeatherError> {
-  try {
-    await p;
-  } catch (e: unknown) {
-    if (e instanceof FeatherError) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
 }
 
 const hasBusybox = existsSync('/bin/busybox') || existsSync('/usr/bin/busybox');

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BlobFetcher, type FetchProgress } from '../../agent/images/blobs.js';
-import { FeatherError } from '../../shared/errors.js';
 import { configureLogging } from '../../shared/logging.js';
+import { failure } from '../helpers/failure.js';
 
 const logLines: string[] = [];
 configureLogging({ level: 'info', sink: (l) => logLines.push(l) });
@@ -27,16 +27,6 @@ function dirs(): { tmpDir: string; dest: string } {
   const d = join(root, `d${n++}`);
   mkdirSync(join(d, 'tmp'), { recursive: true });
   return { tmpDir: join(d, 'tmp'), dest: join(d, 'images', 'x.tar.gz') };
-}
-
-async function failure(p: Promise<unknown>): Promise<FeatherError> {
-  try {
-    await p;
-  } catch (e: unknown) {
-    if (e instanceof FeatherError) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
 }
 
 const fetcher = new BlobFetcher({ retries: 0 });

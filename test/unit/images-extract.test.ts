@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { extractArchive, LayerCache } from '../../agent/images/extract.js';
 import { writeTarball, type TarEntrySpec } from '../../agent/images/tarwriter.js';
-import { FeatherError } from '../../shared/errors.js';
 import { configureLogging } from '../../shared/logging.js';
+import { failure } from '../helpers/failure.js';
 
 const logLines: string[] = [];
 configureLogging({ level: 'info', sink: (line) => logLines.push(line) });
@@ -42,16 +42,6 @@ async function archive(entries: TarEntrySpec[], gzip = true): Promise<string> {
   const p = join(root, `a${n++}.tar${gzip ? '.gz' : ''}`);
   await writeTarball(p, entries, { gzip });
   return p;
-}
-
-async function failure(p: Promise<unknown>): Promise<FeatherError> {
-  try {
-    await p;
-  } catch (e: unknown) {
-    if (e instanceof FeatherError) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
 }
 
 async function refused(t: Test, entries: TarEntrySpec[], code: string, message: RegExp): Promise<void> {
