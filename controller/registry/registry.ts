@@ -81,6 +81,12 @@ export class DeviceRegistry {
     return this.opts.store.getDevice(id);
   }
 
+  /**
+   * Every device. The store keeps the parsed rows between calls and reads again only those
+   * written since (this registry writes every change it follows), so devices() and views()
+   * in one deployments pass cost one read of the changed rows, not two of the whole table.
+   * The records are shared: do not modify them.
+   */
   devices(): DeviceRecord[] {
     return this.opts.store.listDevices();
   }

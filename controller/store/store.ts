@@ -3,6 +3,7 @@
 // latency measurements, and the desired state (with its generation) of each device.
 // Synchronous, small typed methods; every multi-row change is one transaction, so a
 // controller killed at any point restarts with a consistent state.
+import type Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Inventory } from '../../agent/devices/inventory.js';
@@ -27,6 +28,7 @@ export interface StoreOptions {
 }
 
 type Row = Record<string, unknown>;
+type Statement = Database.Statement<unknown[]>;
 
 const parse = <T>(text: unknown, fallback: T): T => (typeof text === 'string' ? (JSON.parse(text) as T) : fallback);
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0));
@@ -115,6 +117,16 @@ export class Store {
   private readonly now: () => number;
   private readonly eventsKept: number;
   private eventsSincePrune = 0;
+  /** Prepared statements by SQL text: preparing costs more than running most of these. */
+  private readonly statements = new Map<string, Statement>();
+  /**
+   * Parsed device rows kept between calls of listDevices. Every write to a device row goes
+   * through this class and marks the row dirty; listDevices reads again only the dirty rows.
+   * Not used inside a transaction (a rollback would leave rows the database no longer has).
+   */
+  private deviceCache: Map<string, DeviceRecord> | undefined;
+  private deviceIds: string[] = [];
+  private readonly dirtyDevices = new Set<string>();
 
   private constructor(db: Db, file: string, version: number, opts: StoreOptions) {
     this.db = db;
@@ -142,7 +154,26 @@ export class Store {
   }
 
   close(): void {
+    this.statements.clear();
+    this.deviceCache = undefined;
     if (this.db.open) this.db.close();
+  }
+
+  /** The prepared statement for `sql`, prepared once. */
+  private stmt(sql: string): Statement {
+    let s = this.statements.get(sql);
+    if (s === undefined) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  /** A device row changed (undefined: any number of them). */
+  private deviceChanged(id?: string): void {
+    if (this.deviceCache === undefined) return;
+    if (id === undefined) this.deviceCache = undefined;
+    else this.dirtyDevices.add(id);
   }
 
   /** Run `fn` in one transaction (nested calls join the outer one). */
@@ -154,73 +185,116 @@ export class Store {
 
   /** Create the device row if missing; returns the record. */
   ensureDevice(id: string): DeviceRecord {
-    this.db.prepare('INSERT INTO devices (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING').run(id, this.now());
+    this.insertDevice(id);
     return this.getDevice(id) as DeviceRecord;
   }
 
+  /** Create the device row if missing (without reading it back). */
+  private insertDevice(id: string): void {
+    if (this.stmt('INSERT INTO devices (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING').run(id, this.now()).changes > 0) this.deviceChanged(id);
+  }
+
   getDevice(id: string): DeviceRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM devices WHERE id = ?').get(id) as Row | undefined;
+    const r = this.stmt('SELECT * FROM devices WHERE id = ?').get(id) as Row | undefined;
     return r === undefined ? undefined : deviceFromRow(r);
   }
 
+  /**
+   * Every device, ordered by id. The records are shared with later calls until their row
+   * changes: do not modify them.
+   */
   listDevices(): DeviceRecord[] {
-    return (this.db.prepare('SELECT * FROM devices ORDER BY id').all() as Row[]).map(deviceFromRow);
+    if (this.db.inTransaction) return (this.stmt('SELECT * FROM devices ORDER BY id').all() as Row[]).map(deviceFromRow);
+    let cache = this.deviceCache;
+    if (cache === undefined) {
+      cache = new Map();
+      for (const r of this.stmt('SELECT * FROM devices ORDER BY id').all() as Row[]) {
+        const d = deviceFromRow(r);
+        cache.set(d.id, d);
+      }
+      this.deviceCache = cache;
+      this.deviceIds = [...cache.keys()];
+      this.dirtyDevices.clear();
+    } else if (this.dirtyDevices.size > 0) {
+      let membership = false;
+      for (const id of this.dirtyDevices) {
+        const d = this.getDevice(id);
+        if (d === undefined) membership = cache.delete(id) || membership;
+        else {
+          if (!cache.has(id)) membership = true;
+          cache.set(id, d);
+        }
+      }
+      this.dirtyDevices.clear();
+      if (membership) this.deviceIds = [...cache.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    }
+    const out: DeviceRecord[] = new Array<DeviceRecord>(this.deviceIds.length);
+    for (let i = 0; i < out.length; i++) out[i] = cache.get(this.deviceIds[i] as string) as DeviceRecord;
+    return out;
   }
 
   /** Forget a device: its row, credentials, measurements, desired state and events. Placements stay (the planner moves them). */
   deleteDevice(id: string): boolean {
+    this.deviceChanged(id);
     return this.transaction(() => {
-      this.db.prepare('UPDATE credentials SET revoked_at = ? WHERE identity = ? AND kind = ? AND revoked_at IS NULL').run(this.now(), id, 'device');
-      this.db.prepare('DELETE FROM measurements WHERE device_id = ?').run(id);
-      this.db.prepare('DELETE FROM desired WHERE device_id = ?').run(id);
-      this.db.prepare('DELETE FROM events WHERE device_id = ?').run(id);
-      return this.db.prepare('DELETE FROM devices WHERE id = ?').run(id).changes > 0;
+      this.stmt('UPDATE credentials SET revoked_at = ? WHERE identity = ? AND kind = ? AND revoked_at IS NULL').run(this.now(), id, 'device');
+      this.stmt('DELETE FROM measurements WHERE device_id = ?').run(id);
+      this.stmt('DELETE FROM desired WHERE device_id = ?').run(id);
+      this.stmt('DELETE FROM events WHERE device_id = ?').run(id);
+      return this.stmt('DELETE FROM devices WHERE id = ?').run(id).changes > 0;
     });
   }
 
   /** The retained status; `online` changes stamp stateChangedAt. `seenAt` undefined leaves lastSeen alone. */
   setDeviceStatus(id: string, status: DeviceStatus | undefined, online: boolean, seenAt?: number): void {
-    this.ensureDevice(id);
+    this.insertDevice(id);
+    this.deviceChanged(id);
     const at = this.now();
-    this.db.prepare(`UPDATE devices SET status_json = ?, state_changed_at = CASE WHEN online = ? THEN state_changed_at ELSE ? END,
+    this.stmt(`UPDATE devices SET status_json = ?, state_changed_at = CASE WHEN online = ? THEN state_changed_at ELSE ? END,
       online = ?, last_seen = MAX(last_seen, ?) WHERE id = ?`)
       .run(status === undefined ? null : JSON.stringify(status), online ? 1 : 0, at, online ? 1 : 0, seenAt ?? 0, id);
   }
 
   /** Mark every device offline (the embedded broker restarted: every connection is gone). Returns the ids that were online. */
   markAllOffline(): string[] {
+    this.deviceChanged();
     return this.transaction(() => {
-      const ids = (this.db.prepare('SELECT id FROM devices WHERE online = 1').all() as Row[]).map((r) => str(r['id']));
-      this.db.prepare('UPDATE devices SET online = 0, state_changed_at = ? WHERE online = 1').run(this.now());
+      const ids = (this.stmt('SELECT id FROM devices WHERE online = 1').all() as Row[]).map((r) => str(r['id']));
+      this.stmt('UPDATE devices SET online = 0, state_changed_at = ? WHERE online = 1').run(this.now());
       return ids;
     });
   }
 
   setInventory(id: string, inventory: Inventory | undefined, at: number, seenAt?: number): void {
-    this.ensureDevice(id);
-    this.db.prepare('UPDATE devices SET inventory_json = ?, inventory_at = ?, last_seen = MAX(last_seen, ?) WHERE id = ?')
+    this.insertDevice(id);
+    this.deviceChanged(id);
+    this.stmt('UPDATE devices SET inventory_json = ?, inventory_at = ?, last_seen = MAX(last_seen, ?) WHERE id = ?')
       .run(inventory === undefined ? null : JSON.stringify(inventory), at, seenAt ?? 0, id);
   }
 
   setReported(id: string, reported: Reported | undefined, at: number, seenAt?: number): void {
-    this.ensureDevice(id);
-    this.db.prepare('UPDATE devices SET reported_json = ?, reported_at = ?, last_seen = MAX(last_seen, ?) WHERE id = ?')
+    this.insertDevice(id);
+    this.deviceChanged(id);
+    this.stmt('UPDATE devices SET reported_json = ?, reported_at = ?, last_seen = MAX(last_seen, ?) WHERE id = ?')
       .run(reported === undefined ? null : JSON.stringify(reported), at, seenAt ?? 0, id);
   }
 
   setTelemetry(id: string, capacity: DeviceCapacity, containers: DeviceContainer[], at: number): void {
-    this.ensureDevice(id);
-    this.db.prepare('UPDATE devices SET capacity_json = ?, containers_json = ?, telemetry_at = ?, last_seen = MAX(last_seen, ?) WHERE id = ?')
+    this.insertDevice(id);
+    this.deviceChanged(id);
+    this.stmt('UPDATE devices SET capacity_json = ?, containers_json = ?, telemetry_at = ?, last_seen = MAX(last_seen, ?) WHERE id = ?')
       .run(JSON.stringify(capacity), JSON.stringify(containers), at, at, id);
   }
 
   touchDevice(id: string, seenAt: number): void {
-    this.db.prepare('UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?').run(seenAt, id);
+    this.deviceChanged(id);
+    this.stmt('UPDATE devices SET last_seen = MAX(last_seen, ?) WHERE id = ?').run(seenAt, id);
   }
 
   setDeviceLabels(id: string, labels: Record<string, string>): void {
-    this.ensureDevice(id);
-    this.db.prepare('UPDATE devices SET labels_json = ? WHERE id = ?').run(JSON.stringify(labels), id);
+    this.insertDevice(id);
+    this.deviceChanged(id);
+    this.stmt('UPDATE devices SET labels_json = ? WHERE id = ?').run(JSON.stringify(labels), id);
   }
 
   // ---- credentials ---------------------------------------------------------------------------
@@ -229,47 +303,47 @@ export class Store {
   addCredential(c: { identity: string; kind: CredentialKind; hash: string; mosquittoHash: string }, replace = true): CredentialRecord {
     return this.transaction(() => {
       const at = this.now();
-      if (replace) this.db.prepare('UPDATE credentials SET revoked_at = ? WHERE identity = ? AND revoked_at IS NULL').run(at, c.identity);
-      const info = this.db.prepare('INSERT INTO credentials (identity, kind, hash, mosquitto_hash, created_at) VALUES (?, ?, ?, ?, ?)')
+      if (replace) this.stmt('UPDATE credentials SET revoked_at = ? WHERE identity = ? AND revoked_at IS NULL').run(at, c.identity);
+      const info = this.stmt('INSERT INTO credentials (identity, kind, hash, mosquitto_hash, created_at) VALUES (?, ?, ?, ?, ?)')
         .run(c.identity, c.kind, c.hash, c.mosquittoHash, at);
-      return credentialFromRow(this.db.prepare('SELECT * FROM credentials WHERE id = ?').get(info.lastInsertRowid) as Row);
+      return credentialFromRow(this.stmt('SELECT * FROM credentials WHERE id = ?').get(info.lastInsertRowid) as Row);
     });
   }
 
   /** Credentials not revoked, of one identity or of all. */
   activeCredentials(identity?: string): CredentialRecord[] {
     const rows = identity === undefined
-      ? this.db.prepare('SELECT * FROM credentials WHERE revoked_at IS NULL ORDER BY identity, id').all()
-      : this.db.prepare('SELECT * FROM credentials WHERE revoked_at IS NULL AND identity = ? ORDER BY id').all(identity);
+      ? this.stmt('SELECT * FROM credentials WHERE revoked_at IS NULL ORDER BY identity, id').all()
+      : this.stmt('SELECT * FROM credentials WHERE revoked_at IS NULL AND identity = ? ORDER BY id').all(identity);
     return (rows as Row[]).map(credentialFromRow);
   }
 
   /** Revoke every active credential of an identity; returns how many. */
   revokeCredentials(identity: string): number {
-    return this.db.prepare('UPDATE credentials SET revoked_at = ? WHERE identity = ? AND revoked_at IS NULL').run(this.now(), identity).changes;
+    return this.stmt('UPDATE credentials SET revoked_at = ? WHERE identity = ? AND revoked_at IS NULL').run(this.now(), identity).changes;
   }
 
   // ---- models --------------------------------------------------------------------------------
 
   putModel(name: string, variants: ModelVariant[]): ModelRecord {
     const at = this.now();
-    this.db.prepare(`INSERT INTO models (name, variants_json, created_at, updated_at) VALUES (?, ?, ?, ?)
+    this.stmt(`INSERT INTO models (name, variants_json, created_at, updated_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (name) DO UPDATE SET variants_json = excluded.variants_json, updated_at = excluded.updated_at`)
       .run(name, JSON.stringify(variants), at, at);
     return this.getModel(name) as ModelRecord;
   }
 
   getModel(name: string): ModelRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM models WHERE name = ?').get(name) as Row | undefined;
+    const r = this.stmt('SELECT * FROM models WHERE name = ?').get(name) as Row | undefined;
     return r === undefined ? undefined : { name: str(r['name']), variants: parse<ModelVariant[]>(r['variants_json'], []), createdAt: num(r['created_at']), updatedAt: num(r['updated_at']) };
   }
 
   listModels(): ModelRecord[] {
-    return (this.db.prepare('SELECT name FROM models ORDER BY name').all() as Row[]).map((r) => this.getModel(str(r['name'])) as ModelRecord);
+    return (this.stmt('SELECT name FROM models ORDER BY name').all() as Row[]).map((r) => this.getModel(str(r['name'])) as ModelRecord);
   }
 
   deleteModel(name: string): boolean {
-    return this.db.prepare('DELETE FROM models WHERE name = ?').run(name).changes > 0;
+    return this.stmt('DELETE FROM models WHERE name = ?').run(name).changes > 0;
   }
 
   // ---- deployments and revisions -------------------------------------------------------------
@@ -284,46 +358,46 @@ export class Store {
       const json = canonicalJson(spec);
       const current = this.getDeployment(spec.name);
       if (current !== undefined && canonicalJson(current.spec) === json) return { deployment: current, created: false, changed: false };
-      const last = this.db.prepare('SELECT MAX(revision) AS r FROM deployment_revisions WHERE deployment = ?').get(spec.name) as Row;
+      const last = this.stmt('SELECT MAX(revision) AS r FROM deployment_revisions WHERE deployment = ?').get(spec.name) as Row;
       const revision = num(last['r']) + 1;
       if (current === undefined) {
-        this.db.prepare('INSERT INTO deployments (name, revision, created_at, updated_at) VALUES (?, ?, ?, ?)').run(spec.name, revision, at, at);
+        this.stmt('INSERT INTO deployments (name, revision, created_at, updated_at) VALUES (?, ?, ?, ?)').run(spec.name, revision, at, at);
       }
-      this.db.prepare('INSERT INTO deployment_revisions (deployment, revision, spec_json, created_at) VALUES (?, ?, ?, ?)').run(spec.name, revision, json, at);
-      this.db.prepare("UPDATE deployments SET revision = ?, phase = 'Progressing', message = '', updated_at = ? WHERE name = ?").run(revision, at, spec.name);
+      this.stmt('INSERT INTO deployment_revisions (deployment, revision, spec_json, created_at) VALUES (?, ?, ?, ?)').run(spec.name, revision, json, at);
+      this.stmt("UPDATE deployments SET revision = ?, phase = 'Progressing', message = '', updated_at = ? WHERE name = ?").run(revision, at, spec.name);
       return { deployment: this.getDeployment(spec.name) as DeploymentRecord, created: current === undefined, changed: true };
     });
   }
 
   getDeployment(name: string): DeploymentRecord | undefined {
-    const r = this.db.prepare(`${DEPLOYMENT_SELECT} WHERE d.name = ?`).get(name) as Row | undefined;
+    const r = this.stmt(`${DEPLOYMENT_SELECT} WHERE d.name = ?`).get(name) as Row | undefined;
     return r === undefined ? undefined : deploymentFromRow(r);
   }
 
   listDeployments(): DeploymentRecord[] {
-    return (this.db.prepare(`${DEPLOYMENT_SELECT} ORDER BY d.name`).all() as Row[]).map(deploymentFromRow);
+    return (this.stmt(`${DEPLOYMENT_SELECT} ORDER BY d.name`).all() as Row[]).map(deploymentFromRow);
   }
 
   listRevisions(name: string): RevisionRecord[] {
-    return (this.db.prepare('SELECT * FROM deployment_revisions WHERE deployment = ? ORDER BY revision').all(name) as Row[])
+    return (this.stmt('SELECT * FROM deployment_revisions WHERE deployment = ? ORDER BY revision').all(name) as Row[])
       .map((r) => ({ deployment: str(r['deployment']), revision: num(r['revision']), spec: parse<DeploymentSpec>(r['spec_json'], undefined as never), createdAt: num(r['created_at']) }));
   }
 
   setDeploymentPhase(name: string, phase: DeploymentPhase, message = ''): void {
-    this.db.prepare('UPDATE deployments SET phase = ?, message = ?, updated_at = ? WHERE name = ? AND (phase != ? OR message != ?)')
+    this.stmt('UPDATE deployments SET phase = ?, message = ?, updated_at = ? WHERE name = ? AND (phase != ? OR message != ?)')
       .run(phase, message, this.now(), name, phase, message);
   }
 
   /** What the scheduler said of a deployment after a pass (status) and the rollout state it keeps between passes. */
   setDeploymentStatus(name: string, s: { phase: DeploymentPhase; message: string; status?: DeploymentStatus | undefined; rollout?: RolloutStatus | undefined }): void {
     this.setDeploymentPhase(name, s.phase, s.message);
-    this.db.prepare('UPDATE deployments SET status_json = ?, rollout_json = ? WHERE name = ?')
+    this.stmt('UPDATE deployments SET status_json = ?, rollout_json = ? WHERE name = ?')
       .run(s.status === undefined ? null : JSON.stringify(s.status), s.rollout === undefined ? null : JSON.stringify(s.rollout), name);
   }
 
   /** Delete a deployment with its revisions and placements. */
   deleteDeployment(name: string): boolean {
-    return this.db.prepare('DELETE FROM deployments WHERE name = ?').run(name).changes > 0;
+    return this.stmt('DELETE FROM deployments WHERE name = ?').run(name).changes > 0;
   }
 
   // ---- placements ----------------------------------------------------------------------------
@@ -334,16 +408,16 @@ export class Store {
     if (filter.deployment !== undefined) { where.push('deployment = ?'); args.push(filter.deployment); }
     if (filter.deviceId !== undefined) { where.push('device_id = ?'); args.push(filter.deviceId); }
     const sql = `SELECT * FROM placements ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY deployment, revision, replica`;
-    return (this.db.prepare(sql).all(...args) as Row[]).map(placementFromRow);
+    return (this.stmt(sql).all(...args) as Row[]).map(placementFromRow);
   }
 
   /** Replace every placement of the deployments named in `deployments` by `placements`, in one transaction. */
   replacePlacements(deployments: readonly string[], placements: readonly Placement[]): void {
     this.transaction(() => {
       const at = this.now();
-      const del = this.db.prepare('DELETE FROM placements WHERE deployment = ?');
+      const del = this.stmt('DELETE FROM placements WHERE deployment = ?');
       for (const d of deployments) del.run(d);
-      const ins = this.db.prepare('INSERT INTO placements (deployment, revision, replica, device_id, accelerator, precision, container, arch, avoid_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+      const ins = this.stmt('INSERT INTO placements (deployment, revision, replica, device_id, accelerator, precision, container, arch, avoid_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
       for (const p of placements) {
         ins.run(p.deployment, p.revision, p.replica, p.deviceId, p.accelerator, p.precision, p.container, p.arch ?? null, p.avoid === undefined ? null : JSON.stringify(p.avoid), at);
       }
@@ -353,7 +427,7 @@ export class Store {
   // ---- events --------------------------------------------------------------------------------
 
   addEvent(e: { ts: number; deviceId?: string | undefined; type: string; body: Record<string, unknown> }): number {
-    const info = this.db.prepare('INSERT INTO events (ts, device_id, type, body_json) VALUES (?, ?, ?, ?)').run(e.ts, e.deviceId ?? null, e.type, JSON.stringify(e.body));
+    const info = this.stmt('INSERT INTO events (ts, device_id, type, body_json) VALUES (?, ?, ?, ?)').run(e.ts, e.deviceId ?? null, e.type, JSON.stringify(e.body));
     if (++this.eventsSincePrune >= 100) this.pruneEvents();
     return Number(info.lastInsertRowid);
   }
@@ -366,7 +440,7 @@ export class Store {
     if (filter.type !== undefined) { where.push('type = ?'); args.push(filter.type); }
     if (filter.beforeId !== undefined) { where.push('id < ?'); args.push(filter.beforeId); }
     const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    return (this.db.prepare(sql).all(...args, filter.limit ?? 100) as Row[]).map((r) => ({
+    return (this.stmt(sql).all(...args, filter.limit ?? 100) as Row[]).map((r) => ({
       id: num(r['id']), ts: num(r['ts']), deviceId: r['device_id'] === null ? undefined : str(r['device_id']), type: str(r['type']), body: parse<Record<string, unknown>>(r['body_json'], {}),
     }));
   }
@@ -374,13 +448,13 @@ export class Store {
   /** Keep the newest `eventsKept` events. */
   pruneEvents(): number {
     this.eventsSincePrune = 0;
-    return this.db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?').run(this.eventsKept).changes;
+    return this.stmt('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?').run(this.eventsKept).changes;
   }
 
   // ---- measurements --------------------------------------------------------------------------
 
   putMeasurement(m: Measurement): void {
-    this.db.prepare(`INSERT INTO measurements (device_id, model, precision, board_class, p95_ms, count, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+    this.stmt(`INSERT INTO measurements (device_id, model, precision, board_class, p95_ms, count, at) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (device_id, model, precision) DO UPDATE SET board_class = excluded.board_class, p95_ms = excluded.p95_ms, count = excluded.count, at = excluded.at`)
       .run(m.deviceId, m.model, m.precision, m.boardClass, m.p95Ms, m.count, m.at);
   }
@@ -391,20 +465,20 @@ export class Store {
     if (filter.model !== undefined) { where.push('model = ?'); args.push(filter.model); }
     if (filter.deviceId !== undefined) { where.push('device_id = ?'); args.push(filter.deviceId); }
     const sql = `SELECT * FROM measurements ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY device_id, model, precision`;
-    return (this.db.prepare(sql).all(...args) as Row[]).map(measurementFromRow);
+    return (this.stmt(sql).all(...args) as Row[]).map(measurementFromRow);
   }
 
   // ---- desired state -------------------------------------------------------------------------
 
   getDesired(deviceId: string): DesiredRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM desired WHERE device_id = ?').get(deviceId) as Row | undefined;
+    const r = this.stmt('SELECT * FROM desired WHERE device_id = ?').get(deviceId) as Row | undefined;
     return r === undefined ? undefined : desiredFromRow(r);
   }
 
   /** Desired states the controller owns (cleared ones included when asked). */
   listDesired(opts: { includeCleared?: boolean } = {}): DesiredRecord[] {
     const sql = opts.includeCleared ? 'SELECT * FROM desired ORDER BY device_id' : 'SELECT * FROM desired WHERE cleared = 0 ORDER BY device_id';
-    return (this.db.prepare(sql).all() as Row[]).map(desiredFromRow);
+    return (this.stmt(sql).all() as Row[]).map(desiredFromRow);
   }
 
   /**
@@ -413,7 +487,7 @@ export class Store {
    * has applied the new one.
    */
   putDesired(d: { deviceId: string; generation: number; workloads: DesiredWorkload[]; images: DesiredImage[]; hash: string; revisions?: Record<string, number>; cleared?: boolean }): DesiredRecord {
-    this.db.prepare(`INSERT INTO desired (device_id, generation, workloads_json, images_json, hash, revisions_json, cleared, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    this.stmt(`INSERT INTO desired (device_id, generation, workloads_json, images_json, hash, revisions_json, cleared, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (device_id) DO UPDATE SET generation = excluded.generation, workloads_json = excluded.workloads_json,
       images_json = excluded.images_json, hash = excluded.hash, prev_revisions_json = desired.revisions_json,
       revisions_json = excluded.revisions_json, cleared = excluded.cleared, updated_at = excluded.updated_at`)

@@ -123,6 +123,23 @@ t.test('registry after a restart: the store is the view; an embedded broker rest
   t.equal(embedded.events[0]?.[0], 'device.offline');
 });
 
+t.test('registry views: a second read without changes parses nothing again; every change is seen', async (t) => {
+  const { registry, store } = rig(t);
+  registry.ingest(msg('status', { online: true, ts: 1 }));
+  registry.ingest(msg('inventory', inventory));
+  registry.ingest(msg('status', { online: true, ts: 1 }, false, 'd2'));
+  const a = registry.devices();
+  const b = registry.devices();
+  t.same(a.map((d) => d.id), ['d1', 'd2']);
+  t.equal(b[0], a[0], 'the same parsed record while nothing changed');
+  registry.ingest(msg('status', { online: false, ts: 2, reason: 'bye' }, false, 'd2'));
+  store.setDeviceLabels('d1', { zone: 'north' }); // the API writes labels through the store
+  const views = registry.views();
+  t.same(views.map((v) => [v.id, v.online]), [['d1', true], ['d2', false]]);
+  t.equal(views[0]?.labels['zone'], 'north');
+  t.equal(views[0]?.boardClass, registry.views()[0]?.boardClass);
+});
+
 t.test('bus: a throwing or rejecting listener does not stop the others', async (t) => {
   const bus = new EventBus<{ ping: { n: number } }>(log);
   const seen: number[] = [];

@@ -162,3 +162,57 @@ t.test('events (pruned to the newest N), measurements, desired state', async (t)
   t.same(store.listDesired().map((x) => x.deviceId), ['d1'], 'cleared desired states are not re-published');
   t.equal(store.listDesired({ includeCleared: true }).length, 2);
 });
+
+t.test('prepared statements are prepared once per SQL text', async (t) => {
+  const store = Store.open(tempDir(t));
+  t.teardown(() => store.close());
+  const prepared: string[] = [];
+  const prepare = store.db.prepare.bind(store.db);
+  (store.db as unknown as { prepare: (sql: string) => unknown }).prepare = (sql: string) => { prepared.push(sql); return prepare(sql); };
+  for (let i = 0; i < 5; i++) {
+    store.setDeviceStatus(`d${i}`, { online: true, ts: 1 }, true, 1);
+    store.setTelemetry(`d${i}`, { cpuPercent: 1, cpuCores: 4, load1: 0, memoryTotalBytes: 1, memoryAvailableBytes: 1, diskTotalBytes: 1, diskFreeBytes: 1 }, [], 2);
+    store.getDevice(`d${i}`);
+  }
+  t.equal(prepared.length, new Set(prepared).size, 'no SQL text prepared twice');
+  t.equal(store.getDevice('d4')?.telemetryAt, 2);
+});
+
+t.test('listDevices: parsed rows kept between calls, every device write seen', async (t) => {
+  const store = Store.open(tempDir(t));
+  t.teardown(() => store.close());
+  store.setDeviceStatus('b', { online: true, ts: 1 }, true, 10);
+  store.setInventory('a', { ...inventory, id: 'a' }, 5, 5);
+  const first = store.listDevices();
+  t.same(first.map((d) => d.id), ['a', 'b']);
+  const again = store.listDevices();
+  t.equal(again[0], first[0], 'unchanged rows are not parsed again');
+  t.not(again, first, 'a new array each call');
+
+  store.setReported('a', { generation: 3, workloads: [] } as never, 20, 20);
+  store.setDeviceLabels('b', { zone: 'north' });
+  store.ensureDevice('0first');
+  let list = store.listDevices();
+  t.same(list.map((d) => d.id), ['0first', 'a', 'b'], 'a new device in id order');
+  t.equal(list[1]?.reported?.generation, 3);
+  t.same(list[2]?.labels, { zone: 'north' });
+  t.not(list[1], first[0], 'a changed row is read again');
+
+  store.touchDevice('b', 99);
+  t.equal(store.listDevices()[2]?.lastSeen, 99);
+  t.same(store.markAllOffline(), ['b']);
+  t.equal(store.listDevices().filter((d) => d.online).length, 0, 'markAllOffline seen');
+  store.setTelemetry('a', { cpuPercent: 1, cpuCores: 4, load1: 0, memoryTotalBytes: 1, memoryAvailableBytes: 1, diskTotalBytes: 1, diskFreeBytes: 1 }, [], 42);
+  t.equal(store.listDevices()[1]?.telemetryAt, 42);
+  t.equal(store.deleteDevice('0first'), true);
+  t.same(store.listDevices().map((d) => d.id), ['a', 'b'], 'a deleted device is gone');
+
+  // A transaction that rolls back leaves the cache as the database is.
+  t.throws(() => store.transaction(() => {
+    store.setDeviceLabels('a', { x: 'y' });
+    t.same(store.listDevices()[0]?.labels, { x: 'y' }, 'inside the transaction: what it wrote');
+    throw new Error('rollback');
+  }));
+  t.same(store.listDevices()[0]?.labels, {}, 'after the rollback: the committed row');
+  t.same(store.listDevices().map((d) => d.id), (store.db.prepare('SELECT id FROM devices ORDER BY id').all() as Array<{ id: string }>).map((r) => r.id));
+});
