@@ -11,6 +11,8 @@ export interface ApiContext {
   blobs: BlobStore;
   /** Base URL handed out in blob URLs (FEATHER_CONTROLLER_PUBLIC_URL); default: the request's Host. */
   publicUrl: string | undefined;
+  /** Build hooks (docs/scheduling.md, "Build hooks"): off unless enabled; timeout per hook run. */
+  buildHooks?: { enabled: boolean; timeoutMs?: number } | undefined;
   logger: Logger;
 }
 

@@ -9,13 +9,15 @@
 //   GET    /deployments/:name/rollout            the rollout's phase and progress
 //   POST   /deployments/:name/rollout/undo       {"toRevision"?}: apply that revision's spec again
 //                                                (as a new revision, like kubectl rollout undo)
+import type { IncomingMessage } from 'node:http';
 import { FeatherError } from '../../shared/errors.js';
-import { MAX_DEPLOYMENT_FILE_BYTES, parseDeployment, parseDeployments } from '../deployments/spec.js';
+import { ModelBuilder } from '../deployments/build-hook.js';
+import { MAX_DEPLOYMENT_FILE_BYTES, parseDeployment, parseDeployments, validateDeployment } from '../deployments/spec.js';
 import type { DeploymentSpec } from '../model/types.js';
 import type { RolloutStatus } from '../scheduler/index.js';
 import type { DeploymentRecord } from '../store/types.js';
 import type { ApiContext } from './context.js';
-import { readBody, readJsonObject } from './respond.js';
+import { readBody, readJsonObject, requestBase } from './respond.js';
 import type { Router } from './router.js';
 import { deploymentDetail, deploymentSummary } from './views.js';
 
@@ -59,6 +61,17 @@ export function deploymentRoutes(router: Router, api: ApiContext): void {
     return d;
   };
 
+  const builder = new ModelBuilder({
+    blobs: api.blobs, enabled: api.buildHooks?.enabled ?? false, logger: api.logger.child('build'),
+    ...(api.buildHooks?.timeoutMs !== undefined ? { timeoutMs: api.buildHooks.timeoutMs } : {}),
+  });
+
+  /** Variants listed in model.build built by the buildHook, then the completed spec validated again. */
+  const build = async <T extends DeploymentSpec>(spec: T, req: IncomingMessage): Promise<DeploymentSpec> => {
+    if ((spec.model.build ?? []).length === 0) return spec;
+    return validateDeployment(await builder.complete(spec, requestBase(req, api.publicUrl)));
+  };
+
   const apply = async (spec: DeploymentSpec): Promise<ApplyItem> => {
     const r = await ctx.deployments.apply(spec);
     const d = r.deployment;
@@ -68,7 +81,10 @@ export function deploymentRoutes(router: Router, api: ApiContext): void {
   router.add('GET', '/deployments', () => ({ body: { items: store.listDeployments().map((d) => deploymentSummary(d, store)) } }));
 
   router.add('POST', '/deployments', async ({ req }) => {
-    const specs = parseDeployments(await readBody(req, MAX_DEPLOYMENT_FILE_BYTES));
+    const parsed = parseDeployments(await readBody(req, MAX_DEPLOYMENT_FILE_BYTES));
+    // Every build first: a failing hook stores none of the file's deployments.
+    const specs: DeploymentSpec[] = [];
+    for (const spec of parsed) specs.push(await build(spec, req));
     const items: ApplyItem[] = [];
     for (const spec of specs) items.push(await apply(spec));
     return { status: items.some((i) => i.action === 'created') ? 201 : 200, body: { items } };
@@ -77,7 +93,7 @@ export function deploymentRoutes(router: Router, api: ApiContext): void {
   router.add('PUT', '/deployments/:name', async ({ req, params }) => {
     const spec = parseDeployment(await readBody(req, MAX_DEPLOYMENT_FILE_BYTES));
     if (spec.name !== params['name']) throw new FeatherError('BAD_REQUEST', `the file names deployment ${spec.name}, the URL ${params['name'] ?? ''}; they must match`);
-    const item = await apply(spec);
+    const item = await apply(await build(spec, req));
     return { status: item.action === 'created' ? 201 : 200, body: item };
   });
 

@@ -27,6 +27,8 @@ export interface ApiOptions {
   publicUrl?: string | undefined;
   /** Wait for an agent's reply (logs) this long by default (10 s). */
   rpcTimeoutMs?: number;
+  /** Run deployments' build hooks on apply (env FEATHER_CONTROLLER_BUILD_HOOKS=1; timeout FEATHER_CONTROLLER_BUILD_HOOK_TIMEOUT_S). */
+  buildHooks?: { enabled: boolean; timeoutMs?: number };
 }
 
 export interface Api extends Extension {
@@ -42,7 +44,7 @@ export function createApi(ctx: ControllerContext, opts: ApiOptions = {}): Api {
   const logger: Logger = ctx.logger.child('api');
   const rpc = new AgentRpc({ mqtt: ctx.mqtt, topicPrefix: ctx.config.topicPrefix, logger: logger.child('rpc'), ...(opts.rpcTimeoutMs !== undefined ? { timeoutMs: opts.rpcTimeoutMs } : {}) });
   const blobs = new BlobStore(join(ctx.config.dataDir, 'blobs'), logger.child('blobs'));
-  const api: ApiContext = { ctx, rpc, blobs, publicUrl: opts.publicUrl, logger };
+  const api: ApiContext = { ctx, rpc, blobs, publicUrl: opts.publicUrl, buildHooks: opts.buildHooks, logger };
   const isAdmin = (token: string): boolean => ctx.credentials.verifyAdmin(token);
 
   const router = new Router();
@@ -103,5 +105,16 @@ export function createApi(ctx: ControllerContext, opts: ApiOptions = {}): Api {
 /** The ExtensionFactory controller/main.ts looks for. */
 export const createApiExtension: ExtensionFactory = (ctx) => {
   const publicUrl = process.env['FEATHER_CONTROLLER_PUBLIC_URL'];
-  return createApi(ctx, { publicUrl: publicUrl === undefined || publicUrl === '' ? undefined : publicUrl });
+  return createApi(ctx, { publicUrl: publicUrl === undefined || publicUrl === '' ? undefined : publicUrl, buildHooks: buildHooksFromEnv(process.env) });
 };
+
+/** FEATHER_CONTROLLER_BUILD_HOOKS=1|true enables build hooks; FEATHER_CONTROLLER_BUILD_HOOK_TIMEOUT_S (default 600) bounds each run. */
+export function buildHooksFromEnv(env: NodeJS.ProcessEnv): { enabled: boolean; timeoutMs?: number } {
+  const on = env['FEATHER_CONTROLLER_BUILD_HOOKS'];
+  const enabled = on === '1' || on === 'true';
+  const raw = env['FEATHER_CONTROLLER_BUILD_HOOK_TIMEOUT_S'];
+  if (raw === undefined || raw === '') return { enabled };
+  const s = Number(raw);
+  if (!Number.isFinite(s) || s <= 0) throw new FeatherError('BAD_REQUEST', `FEATHER_CONTROLLER_BUILD_HOOK_TIMEOUT_S=${raw} must be a number of seconds above 0`);
+  return { enabled, timeoutMs: Math.round(s * 1000) };
+}

@@ -8,7 +8,7 @@ import { FeatherError } from '../../shared/errors.js';
 import { parseCpus, parseMemory, validateName } from '../../agent/runtime/limits.js';
 import { MAX_LAYERS } from '../../agent/images/layers.js';
 import type {
-  AcceleratorKind, Arch, DeploymentSpec, ImageLayer, ModelVariant, Precision, RolloutPolicy, RuntimeVariant,
+  AcceleratorKind, Arch, DeploymentSpec, ImageLayer, ModelBuild, ModelVariant, Precision, RolloutPolicy, RuntimeVariant,
 } from '../model/types.js';
 
 export const ACCELERATOR_KINDS: readonly AcceleratorKind[] = ['tensorrt', 'cuda', 'edgetpu', 'npu', 'gpu', 'cpu'];
@@ -289,9 +289,13 @@ export function validateDeployment(value: unknown): NormalizedDeploymentSpec {
   const rollout = obj['rollout'] === undefined ? { ...DEFAULT_ROLLOUT } : readRollout(c, obj['rollout']);
   const buildHook = obj['buildHook'] === undefined ? undefined : c.string(obj['buildHook'], 'buildHook', { max: 4096 });
 
-  // Cross-field: the preference list must name an accelerator the model has a variant for.
+  if (model?.build !== undefined && buildHook === undefined) {
+    c.add('buildHook', 'is required when model.build lists variants to build (the command that builds them; see docs/scheduling.md, "Build hooks")');
+  }
+
+  // Cross-field: the preference list must name an accelerator the model has a variant for (or builds one).
   if (model && accelerators) {
-    const withVariant = new Set(model.variants.map((v) => v.accelerator));
+    const withVariant = new Set([...model.variants, ...(model.build ?? [])].map((v) => v.accelerator));
     if (!accelerators.some((a) => withVariant.has(a))) {
       c.add('accelerators', `none of ${accelerators.join(', ')} has a model variant (variants exist for ${[...withVariant].join(', ')}); add one to the list or add a variant`);
     }
@@ -327,7 +331,7 @@ function readArtifact(c: Checker, obj: Obj, path: string): { url: string; sha256
 function readModel(c: Checker, v: unknown): DeploymentSpec['model'] | undefined {
   const obj = c.object(v, 'model');
   if (!obj) return undefined;
-  c.keys(obj, 'model', ['name', 'variants']);
+  c.keys(obj, 'model', ['name', 'variants', 'build']);
   const name = obj['name'] === undefined ? c.add('model.name', 'is required') : c.name(obj['name'], 'model.name', 'model');
   const list = c.list(obj['variants'], 'model.variants', { min: 1, max: 64 });
   if (!list) return undefined;
@@ -349,7 +353,35 @@ function readModel(c: Checker, v: unknown): DeploymentSpec['model'] | undefined 
     seen.set(key, i);
     variants.push({ accelerator, precision, ...art });
   }
-  return ok && name ? { name, variants } : undefined;
+  const build = obj['build'] === undefined ? [] : readBuild(c, obj['build'], seen);
+  if (!build) return undefined;
+  return ok && name ? (build.length > 0 ? { name, variants, build } : { name, variants }) : undefined;
+}
+
+/** model.build: variants the buildHook builds on apply (docs/scheduling.md, "Build hooks"). */
+function readBuild(c: Checker, v: unknown, variants: ReadonlyMap<string, number>): ModelBuild[] | undefined {
+  const list = c.list(v, 'model.build', { min: 0, max: 16 });
+  if (!list) return undefined;
+  const out: ModelBuild[] = [];
+  let ok = true;
+  const seen = new Map<string, number>();
+  for (const [i, item] of list.entries()) {
+    const path = `model.build[${i}]`;
+    const o = c.object(item, path);
+    if (!o) { ok = false; continue; }
+    c.keys(o, path, ['accelerator', 'precision']);
+    const accelerator = c.oneOf(o['accelerator'], join(path, 'accelerator'), ACCELERATOR_KINDS);
+    const precision = c.oneOf(o['precision'], join(path, 'precision'), PRECISIONS);
+    if (!accelerator || !precision) { ok = false; continue; }
+    const key = `${accelerator}/${precision}`;
+    const variant = variants.get(key);
+    const first = seen.get(key);
+    if (variant !== undefined) { c.add(path, `model.variants[${variant}] is already the ${key} variant; build it or list it, not both`); ok = false; continue; }
+    if (first !== undefined) { c.add(path, `${key} is also model.build[${first}]`); ok = false; continue; }
+    seen.set(key, i);
+    out.push({ accelerator, precision });
+  }
+  return ok ? out : undefined;
 }
 
 function readRuntime(c: Checker, v: unknown): DeploymentSpec['runtime'] | undefined {

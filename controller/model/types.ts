@@ -19,6 +19,12 @@ export interface ModelVariant extends Artifact {
   precision: Precision;
 }
 
+/** A model variant the deployment's buildHook builds from the base variant on apply. */
+export interface ModelBuild {
+  accelerator: AcceleratorKind;
+  precision: Precision;
+}
+
 /** A layer stacked above a runtime image on the device (a runtime module, a model layer). */
 export interface ImageLayer extends Artifact {
   /** Names the layer in errors and in the device's image store ("<name>.<16 hex of its sha256>"). */
@@ -47,7 +53,8 @@ export interface RolloutPolicy {
 /** What an operator applies (featherctl apply -f deployment.yaml), validated at the boundary. */
 export interface DeploymentSpec {
   name: string;
-  model: { name: string; variants: ModelVariant[] };
+  /** build: variants to build with buildHook on apply (the stored spec has them in variants instead). */
+  model: { name: string; variants: ModelVariant[]; build?: ModelBuild[] };
   runtime: { variants: RuntimeVariant[]; args?: string[]; env?: Record<string, string> };
   /** Exactly one of replicas or selector (selector: one replica per matching device). */
   replicas?: number;
