@@ -9,6 +9,12 @@
 //
 // Passes run one at a time; asked during a pass, exactly one more pass follows. Triggers
 // arriving together (a fleet reconnecting) are coalesced into one pass.
+//
+// The rollout counts a replica of a new revision as ready only once it has been running without a
+// break for `rollout.minReadyS`: the controller tracks, from the phases reported pass after pass,
+// since when each replica (per revision and device) runs (RunningSince), and plans again when the
+// first pending replica gets there (RolloutStatus.readyAt), so a rollout moves on without other
+// events.
 import { messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import type { DeploymentSpec, DesiredImage, DesiredWorkload, Measurement, Placement } from '../model/types.js';
@@ -75,6 +81,34 @@ export function replicaHealth(placements: readonly Placement[], devices: Readonl
   return out;
 }
 
+/**
+ * Since when each replica has been running without a break, per deployment, replica, revision and
+ * device, from the phases reported pass after pass. A replica that stops running (any other phase,
+ * or not reported) or whose restart count changes starts again from the pass that sees it running.
+ */
+export class RunningSince {
+  private since = new Map<string, { at: number; restarts: number }>();
+
+  /** `health` with `runningSince` on every running replica; `now` is the time of this pass. */
+  annotate(health: readonly ReplicaHealth[], now: number): ReplicaHealth[] {
+    const next = new Map<string, { at: number; restarts: number }>();
+    const out = health.map((h) => {
+      if (h.phase !== 'running') return h;
+      const k = `${h.deployment}\u0000${h.replica}\u0000${h.revision}\u0000${h.deviceId}`;
+      const prev = this.since.get(k);
+      const entry = prev !== undefined && prev.restarts === h.restarts ? prev : { at: now, restarts: h.restarts };
+      next.set(k, entry);
+      return { ...h, runningSince: entry.at };
+    });
+    this.since = next;
+    return out;
+  }
+
+  clear(): void {
+    this.since.clear();
+  }
+}
+
 export class DeploymentController {
   readonly name = 'deployments';
   private readonly plan: PlanFn;
@@ -82,6 +116,8 @@ export class DeploymentController {
   private readonly now: () => number;
   private readonly unsubscribers: Array<() => void> = [];
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private readonly runningSince = new RunningSince();
+  private readyTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private pending: string | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -116,6 +152,8 @@ export class DeploymentController {
     for (const t of this.graceTimers.values()) clearTimeout(t);
     this.graceTimers.clear();
     clearTimeout(this.debounce);
+    clearTimeout(this.readyTimer);
+    this.readyTimer = undefined;
     await this.running;
   }
 
@@ -188,14 +226,15 @@ export class DeploymentController {
     const deployments = this.deploymentInputs(records);
     const before = store.listPlacements();
     const devices = new Map(registry.devices().map((d) => [d.id, d]));
+    const now = this.now();
     const input: PlanInput = {
       devices: registry.views(),
       deployments,
       placements: before,
       measurements: store.listMeasurements(),
-      health: replicaHealth(before, devices, (id) => store.getDesired(id)),
+      health: this.runningSince.annotate(replicaHealth(before, devices, (id) => store.getDesired(id)), now),
       rollouts: records.map((d) => d.rollout).filter((r): r is RolloutStatus => r !== undefined),
-      now: this.now(),
+      now,
       graceMs: this.opts.offlineGraceS * 1000,
     };
     const t0 = process.hrtime.bigint();
@@ -216,6 +255,7 @@ export class DeploymentController {
       }
     });
     metrics.placementsTotal.inc(added);
+    this.armReady(result.rollouts);
 
     // Every device whose placements changed, and those the scheduler names.
     const sig = (list: readonly Placement[], id: string): string => JSON.stringify(list.filter((p) => p.deviceId === id).map((p) => [p.deployment, p.replica, p.revision, p.container, p.accelerator, p.precision]).sort());
@@ -241,6 +281,21 @@ export class DeploymentController {
       if (spec?.p95LatencyMs !== undefined && spec.model.name === m.model && m.p95Ms > spec.p95LatencyMs) return true;
     }
     return false;
+  }
+
+  /** Plan again when the first replica still short of `rollout.minReadyS` gets there. */
+  private armReady(rollouts: readonly RolloutStatus[]): void {
+    clearTimeout(this.readyTimer);
+    this.readyTimer = undefined;
+    if (this.stopped) return;
+    const at = Math.min(...rollouts.map((r) => r.readyAt ?? Infinity));
+    if (!Number.isFinite(at)) return;
+    const t = setTimeout(() => {
+      this.readyTimer = undefined;
+      void this.replan('a replica of a new revision ran for rollout.minReadyS');
+    }, Math.max(0, at - this.now()) + 20);
+    t.unref();
+    this.readyTimer = t;
   }
 
   private armGrace(deviceId: string): void {

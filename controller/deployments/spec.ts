@@ -16,7 +16,9 @@ export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'int8'];
 export const ARCHES: readonly Arch[] = ['x86_64', 'aarch64', 'riscv64'];
 
 export const DEFAULT_STRATEGY = 'spread' as const;
-export const DEFAULT_ROLLOUT: Readonly<RolloutPolicy> = { maxUnavailable: 1, canary: 1, failureThreshold: 2 };
+export const DEFAULT_ROLLOUT: Readonly<Required<RolloutPolicy>> = { maxUnavailable: 1, canary: 1, failureThreshold: 2, minReadyS: 5 };
+/** The longest `rollout.minReadyS` accepted (one hour). */
+export const MAX_MIN_READY_S = 3600;
 export const DEFAULT_ACCELERATORS: readonly AcceleratorKind[] = ['cpu'];
 export const DEFAULT_PIDS = 256;
 
@@ -32,7 +34,7 @@ export const RESERVED_ENV = ['FEATHER_DEPLOYMENT', 'FEATHER_REPLICA', 'FEATHER_A
 export type NormalizedDeploymentSpec = DeploymentSpec & {
   accelerators: AcceleratorKind[];
   strategy: 'spread' | 'binpack';
-  rollout: RolloutPolicy;
+  rollout: Required<RolloutPolicy>;
 };
 
 export interface FieldIssue {
@@ -182,6 +184,14 @@ class Checker {
       return this.add(path, `must be one of ${allowed.join(', ')}, got ${describe(v)}`);
     }
     return v as T;
+  }
+
+  /** A finite number (fractions allowed) from min to max. */
+  number(v: unknown, path: string, min: number, max: number): number | undefined {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+      return this.add(path, `must be a number from ${min} to ${max}, got ${describe(v)}`);
+    }
+    return v;
   }
 
   integer(v: unknown, path: string, min: number, max: number): number | undefined {
@@ -487,15 +497,16 @@ function readAccelerators(c: Checker, v: unknown): AcceleratorKind[] | undefined
   return ok ? out : undefined;
 }
 
-function readRollout(c: Checker, v: unknown): RolloutPolicy | undefined {
+function readRollout(c: Checker, v: unknown): Required<RolloutPolicy> | undefined {
   const obj = c.object(v, 'rollout');
   if (!obj) return undefined;
-  c.keys(obj, 'rollout', ['maxUnavailable', 'canary', 'failureThreshold']);
+  c.keys(obj, 'rollout', ['maxUnavailable', 'canary', 'failureThreshold', 'minReadyS']);
   const maxUnavailable = obj['maxUnavailable'] === undefined ? DEFAULT_ROLLOUT.maxUnavailable : c.integer(obj['maxUnavailable'], 'rollout.maxUnavailable', 1, MAX_REPLICAS);
   const canary = obj['canary'] === undefined ? DEFAULT_ROLLOUT.canary : c.integer(obj['canary'], 'rollout.canary', 0, MAX_REPLICAS);
   const failureThreshold = obj['failureThreshold'] === undefined ? DEFAULT_ROLLOUT.failureThreshold : c.integer(obj['failureThreshold'], 'rollout.failureThreshold', 1, 1_000_000);
-  if (maxUnavailable === undefined || canary === undefined || failureThreshold === undefined) return undefined;
-  return { maxUnavailable, canary, failureThreshold };
+  const minReadyS = obj['minReadyS'] === undefined ? DEFAULT_ROLLOUT.minReadyS : c.number(obj['minReadyS'], 'rollout.minReadyS', 0, MAX_MIN_READY_S);
+  if (maxUnavailable === undefined || canary === undefined || failureThreshold === undefined || minReadyS === undefined) return undefined;
+  return { maxUnavailable, canary, failureThreshold, minReadyS };
 }
 
 /** The spec with defaults spelled out (for specs built in code rather than parsed). */
@@ -504,6 +515,12 @@ export function withDefaults(spec: DeploymentSpec): NormalizedDeploymentSpec {
     ...spec,
     accelerators: spec.accelerators.length > 0 ? spec.accelerators : [...DEFAULT_ACCELERATORS],
     strategy: spec.strategy ?? DEFAULT_STRATEGY,
-    rollout: spec.rollout ?? { ...DEFAULT_ROLLOUT },
+    rollout: rolloutWithDefaults(spec.rollout),
   };
+}
+
+/** A rollout policy with every field spelled out (a spec stored before `minReadyS` existed gets its default). */
+export function rolloutWithDefaults(r: RolloutPolicy | undefined): Required<RolloutPolicy> {
+  if (r === undefined) return { ...DEFAULT_ROLLOUT };
+  return { maxUnavailable: r.maxUnavailable, canary: r.canary, failureThreshold: r.failureThreshold, minReadyS: r.minReadyS ?? DEFAULT_ROLLOUT.minReadyS };
 }

@@ -48,6 +48,8 @@ export interface RolloutPolicy {
   canary: number;
   /** Failed replicas of a new revision that stop the rollout and roll back. */
   failureThreshold: number;
+  /** Seconds a replica of a new revision must run without a break before it counts as ready. Default 5. */
+  minReadyS?: number;
 }
 
 /** What an operator applies (featherctl apply -f deployment.yaml), validated at the boundary. */

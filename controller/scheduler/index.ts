@@ -30,7 +30,7 @@ export interface PlanResult extends ScheduleResult {
  * never Available: its status says so.
  */
 export function plan(input: PlanInput): PlanResult {
-  const r = rolloutStep({ deployments: input.deployments, placements: input.placements, health: input.health ?? [], rollouts: input.rollouts });
+  const r = rolloutStep({ deployments: input.deployments, placements: input.placements, health: input.health ?? [], rollouts: input.rollouts, now: input.now });
   const s = schedule({ ...input, deployments: r.deployments, placements: r.placements });
   const byName = new Map(r.rollouts.map((x) => [x.deployment, x]));
   const status = s.status.map((st) => {

@@ -2,9 +2,11 @@
 // the newest applied one in waves (docs/scheduling.md, "Rollout"). Called on every change, before
 // schedule(); it only changes placements' revisions, the scheduler decides devices.
 //
-//   Canary    `canary` replicas switch first; the rest wait until that many run the new revision.
+//   Canary    `canary` replicas switch first; the rest wait until that many are ready at the new
+//             revision: running without a break for `minReadyS` (ReplicaHealth.runningSince, `now`).
 //   Waves     then old replicas switch as long as at most `maxUnavailable` replicas are not
-//             running (an old replica that is not running anyway switches for free).
+//             available (old: running; new: ready); an old replica that is not running anyway
+//             switches for free.
 //   Complete  every placement runs the new revision; it becomes the stable one.
 //   RolledBack `failureThreshold` failures of the new revision were seen (restarts, plus one for a
 //             replica reported failed, counted per replica and device, kept across steps): every
@@ -36,8 +38,13 @@ export interface RolloutStatus {
   total: number;
   /** Placements at `revision`. */
   updated: number;
-  /** Placements at `revision` reported running. */
+  /** Placements at `revision` ready: reported running without a break for `rollout.minReadyS`. */
   ready: number;
+  /**
+   * Canary and Waves only: when (ms) the first replica of `revision` that runs but is not ready
+   * yet becomes ready. Nothing else may happen by then, so the caller plans again at that time.
+   */
+  readyAt?: number;
   /** Failures of `revision`, per replica and device. */
   failures: FailureCount[];
   failureCount: number;
@@ -51,6 +58,8 @@ export interface RolloutInput {
   health: ReplicaHealth[];
   /** What the previous step returned ([] the first time; the controller keeps it with the deployment). */
   rollouts: RolloutStatus[];
+  /** The time (ms, the clock of ReplicaHealth.runningSince): how long replicas have been running. */
+  now: number;
 }
 
 export interface RolloutResult {
@@ -81,7 +90,7 @@ export function rolloutStep(input: RolloutInput): RolloutResult {
 
   for (const d of [...input.deployments].sort((a, b) => (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0))) {
     const placements = [...(byDep.get(d.spec.name) ?? [])].sort((a, b) => a.replica - b.replica);
-    const r = step(d, placements, health, prevBy.get(d.spec.name));
+    const r = step(d, placements, health, prevBy.get(d.spec.name), input.now);
     for (const [i, p] of r.placements.entries()) {
       if (p !== placements[i]) affected.add(p.deviceId);
       out.push(p);
@@ -121,9 +130,20 @@ function switchTo(p: Placement, revision: number): Placement {
   return { ...rest, revision };
 }
 
-function step(d: DeploymentInput, placements: Placement[], health: HealthIndex, prev: RolloutStatus | undefined): { placements: Placement[]; status: RolloutStatus } {
+function step(d: DeploymentInput, placements: Placement[], health: HealthIndex, prev: RolloutStatus | undefined, now: number): { placements: Placement[]; status: RolloutStatus } {
   const target = d.revision;
   const policy = withDefaults(d.spec).rollout;
+  const minReadyMs = Math.max(0, policy.minReadyS * 1000);
+  /** When a running replica of the target becomes ready (undefined: not running, or not known since when). */
+  const readyTime = (p: Placement): number | undefined => {
+    const h = healthOf(health, p);
+    if (h?.phase !== 'running') return undefined;
+    if (minReadyMs === 0) return -Infinity;
+    return h.runningSince === undefined ? undefined : h.runningSince + minReadyMs;
+  };
+  const ready = (p: Placement): boolean => { const at = readyTime(p); return at !== undefined && at <= now; };
+  /** Counts as up: an old replica when running, one of the target when ready. */
+  const available = (p: Placement): boolean => (p.revision === target ? ready(p) : running(health, p));
   const same = prev !== undefined && prev.revision === target;
   const stable = same ? prev.stable : prev ? (prev.phase === 'Complete' ? prev.revision : prev.stable) : mostCommon(placements, target);
 
@@ -145,14 +165,16 @@ function step(d: DeploymentInput, placements: Placement[], health: HealthIndex, 
   let next = placements;
   const status = (phase: RolloutPhase, placeRevision: number, message: string, stableRev = stable): { placements: Placement[]; status: RolloutStatus } => {
     const updated = next.filter((p) => p.revision === target);
-    return {
-      placements: next,
-      status: {
-        deployment: d.spec.name, revision: target, stable: stableRev, phase, placeRevision,
-        total: next.length, updated: updated.length, ready: updated.filter((p) => running(health, p)).length,
-        failures: failureList, failureCount, message,
-      },
+    const st: RolloutStatus = {
+      deployment: d.spec.name, revision: target, stable: stableRev, phase, placeRevision,
+      total: next.length, updated: updated.length, ready: updated.filter(ready).length,
+      failures: failureList, failureCount, message,
     };
+    if (phase === 'Canary' || phase === 'Waves') {
+      const pending = updated.map(readyTime).filter((at): at is number => at !== undefined && at > now);
+      if (pending.length > 0) st.readyAt = Math.min(...pending);
+    }
+    return { placements: next, status: st };
   };
   const rollBack = (): { placements: Placement[]; status: RolloutStatus } => {
     const s = stable as number;
@@ -168,7 +190,7 @@ function step(d: DeploymentInput, placements: Placement[], health: HealthIndex, 
 
   const old = placements.filter((p) => p.revision !== target);
   const updatedNow = placements.length - old.length;
-  const readyNow = placements.filter((p) => p.revision === target && running(health, p)).length;
+  const readyNow = placements.filter((p) => p.revision === target && ready(p)).length;
   if (old.length === 0 && readyNow === placements.length) {
     return status('Complete', target, `revision ${target} rolled out to ${placements.length} replicas`, target);
   }
@@ -176,7 +198,7 @@ function step(d: DeploymentInput, placements: Placement[], health: HealthIndex, 
     if (specOf(d, stable) !== undefined) return rollBack();
     return status('Halted', target, `revision ${target} halted after ${failureCount} failures (threshold ${policy.failureThreshold}); the spec of revision ${stable} was not given, so nothing was rolled back`);
   }
-  if (old.length === 0) return status('Waves', target, `revision ${target} on every replica; ${readyNow} of ${placements.length} running`);
+  if (old.length === 0) return status('Waves', target, `revision ${target} on every replica; ${readyNow} of ${placements.length} ready`);
 
   // Old replicas that are not running switch first: it costs no availability.
   const order = [...old].sort((a, b) => Number(running(health, a)) - Number(running(health, b)) || a.replica - b.replica);
@@ -188,7 +210,7 @@ function step(d: DeploymentInput, placements: Placement[], health: HealthIndex, 
     for (const p of order.slice(0, Math.max(0, canary - updatedNow))) switching.add(p);
   } else {
     phase = 'Waves';
-    const unavailable = placements.filter((p) => !running(health, p)).length;
+    const unavailable = placements.filter((p) => !available(p)).length;
     let budget = policy.maxUnavailable - unavailable;
     for (const p of order) {
       if (!running(health, p)) switching.add(p);
@@ -198,7 +220,7 @@ function step(d: DeploymentInput, placements: Placement[], health: HealthIndex, 
   next = placements.map((p) => (switching.has(p) ? switchTo(p, target) : p));
   const nowUpdated = updatedNow + switching.size;
   const msg = phase === 'Canary'
-    ? `canary: ${nowUpdated} of ${placements.length} at revision ${target}, waiting for ${canary} running (${readyNow} now)`
-    : `waves: ${nowUpdated} of ${placements.length} at revision ${target}, ${readyNow} running; at most ${policy.maxUnavailable} unavailable at once`;
+    ? `canary: ${nowUpdated} of ${placements.length} at revision ${target}, waiting for ${canary} ready (running for ${policy.minReadyS}s; ${readyNow} now)`
+    : `waves: ${nowUpdated} of ${placements.length} at revision ${target}, ${readyNow} ready; at most ${policy.maxUnavailable} unavailable at once`;
   return status(phase, target, msg);
 }

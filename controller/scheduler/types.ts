@@ -33,6 +33,12 @@ export interface ReplicaHealth {
   phase: ReportedPhase;
   /** Restarts of the current container by its restart policy. */
   restarts: number;
+  /**
+   * While `running`: since when (ms, the caller's clock) it has been running without a break (no
+   * other phase, no restart in between). The rollout counts a replica of a new revision as ready
+   * only `rollout.minReadyS` after this; missing = not known, never ready unless minReadyS is 0.
+   */
+  runningSince?: number;
   reason?: string;
 }
 

@@ -19,8 +19,8 @@
 //   - the controller stopped while revision 2 is Progressing and started again on the same data
 //     dir: the rollout finishes, one container per replica across the fleet;
 //   - a revision whose container exits 3 at once: the rollout stops, rolls back to revision 2
-//     (running again), status Degraded saying so. (That the replica outside the canary is never
-//     touched is a todo: a canary passes on its first `running` report.)
+//     (running again), status Degraded saying so; the replica outside the canary is never touched
+//     (a canary counts only after running for rollout.minReadyS, default 5 s).
 // Broker authentication and ACLs (device tokens, refusals, revocation) are covered by
 // controller-broker.test.ts and controller-fleet.test.ts, not repeated here.
 // Needs root and `npm run build` (the agents run from dist/).
@@ -211,7 +211,9 @@ t.test('three real agents: placement, failover, controller restart mid-rollout, 
     await fx.startController();
     t.equal(rec().revision, 2, 'revision 2 survived the restart');
     const list = await available(2);
-    t.equal(rec().rollout?.phase, 'Complete');
+    // Both run revision 2; the rollout completes once each has run for rollout.minReadyS (5 s).
+    const done = await until('revision 2 rolled out', () => rec().rollout?.phase === 'Complete' && rec(), { context: describe, ms: 30_000 });
+    t.equal(done.rollout?.stable, 2, 'revision 2 is the stable one');
     t.same(list.map((c) => c.name).sort(), [`${name}-0`, `${name}-1`], 'one container per replica across the fleet');
     t.same([placement(0)?.deviceId, placement(1)?.deviceId], [jetson.id, cpu.id], 'no replica moved during the restart');
     t.same(await jetson.logs(`${name}-0`), ['model cuda/fp16', 'rev=2 cuda/fp16'], 'replaced: the log starts again');
@@ -237,12 +239,10 @@ t.test('three real agents: placement, failover, controller restart mid-rollout, 
     t.equal(rec().phase, 'Degraded', 'still says the newest revision was rolled back');
     t.match(rec().message, /rolled back/);
     const after = await containersOf(name);
-    // Known gap: a container that exits at once is reported `running` for about a second first
-    // (exit polling), and rolloutStep takes one `running` report as a passed canary, so the next
-    // wave replaces replica 1 too before the failures roll both back. A canary needs a soak time
-    // (say `rollout.minReadyS`) before it counts as ready.
-    t.equal(after.get(cpu.id)?.find((c) => c.name === `${name}-1`)?.pid, untouched, 'the replica outside the canary was never touched',
-      { todo: 'a canary counts as ready on its first running report (no soak time): the next wave starts before it fails' });
+    // A container that exits at once is reported `running` for about a second first (exit
+    // polling); the canary counts only after running for rollout.minReadyS (5 s by default), so
+    // the failures roll it back before any other replica switches.
+    t.equal(after.get(cpu.id)?.find((c) => c.name === `${name}-1`)?.pid, untouched, 'the replica outside the canary was never touched');
     t.same(await jetson.logs(`${name}-0`), ['model cuda/fp16', 'rev=2 cuda/fp16'], 'the canary runs revision 2 again');
   });
 

@@ -9,12 +9,13 @@ import type { Inventory } from '../../agent/devices/inventory.js';
 import { encodeTelemetry, type TelemetrySample } from '../../agent/telemetry/proto.js';
 import type { MessageHandler, MqttLink, PublishOpts } from '../../controller/broker/client.js';
 import { EventBus } from '../../controller/core/bus.js';
-import { DeploymentController, replicaHealth } from '../../controller/core/deployments.js';
+import { DeploymentController, RunningSince, replicaHealth } from '../../controller/core/deployments.js';
 import type { ControllerEvents } from '../../controller/core/events.js';
 import { controllerMetrics } from '../../controller/core/metrics.js';
 import type { DeploymentSpec, Placement } from '../../controller/model/types.js';
 import { DesiredPublisher } from '../../controller/registry/desired.js';
 import { DeviceRegistry } from '../../controller/registry/registry.js';
+import { plan as schedulerPlan, type PlanInput, type ReplicaHealth } from '../../controller/scheduler/index.js';
 import { Store } from '../../controller/store/store.js';
 import { configureLogging, createLogger } from '../../shared/logging.js';
 import { Registry } from 'prom-client';
@@ -239,4 +240,55 @@ t.test('replica health: which revision a reported workload runs', async (t) => {
   t.same(replicaHealth([p], device(4, 'running'), () => desired).map((h) => [h.revision, h.phase]), [[1, 'running']], 'behind and running: still the old one');
   t.same(replicaHealth([p], device(4, 'failed'), () => desired).map((h) => [h.revision, h.phase]), [[2, 'failed']], 'behind and failing: the new one fails');
   t.same(replicaHealth([p], new Map(), () => desired), [], 'nothing reported: no health');
+});
+
+t.test('running since: kept while running at the same restart count; reset by another phase, a restart, a new revision or device', async (t) => {
+  const rs = new RunningSince();
+  const h = (o: Partial<ReplicaHealth> = {}): ReplicaHealth => ({ deployment: 'det', replica: 0, deviceId: 'd1', revision: 2, phase: 'running', restarts: 0, ...o });
+  const since = (list: ReplicaHealth[]): Array<number | undefined> => list.map((x) => x.runningSince);
+  t.same(since(rs.annotate([h()], 1000)), [1000], 'first seen running');
+  t.same(since(rs.annotate([h()], 2000)), [1000], 'still running: the same start');
+  t.same(since(rs.annotate([h({ restarts: 1 })], 3000)), [3000], 'a restart starts again');
+  t.same(since(rs.annotate([h({ restarts: 1 }), h({ replica: 1 })], 4000)), [3000, 4000], 'replicas apart');
+  t.same(since(rs.annotate([h({ restarts: 1, phase: 'failed' }), h({ replica: 1 })], 5000)), [undefined, 4000], 'not running: no time');
+  t.same(since(rs.annotate([h({ restarts: 1 })], 6000)), [6000], 'running again after failing: from now');
+  t.same(since(rs.annotate([h({ restarts: 1, revision: 3 })], 7000)), [7000], 'another revision: its own time');
+  t.same(since(rs.annotate([h({ restarts: 1, revision: 3, deviceId: 'd2' })], 8000)), [8000], 'another device: its own time');
+  t.same(since(rs.annotate([], 9000)), [], 'not reported');
+  t.same(since(rs.annotate([h({ restarts: 1, revision: 3, deviceId: 'd2' })], 10_000)), [10_000], 'not reported in between: from now');
+});
+
+t.test('deployments: a pass follows by itself when a replica reaches rollout.minReadyS (readyAt)', async (t) => {
+  const r = rig(t);
+  const metrics = controllerMetrics(new Registry(), { deviceCounts: () => r.registry.counts(), mqttConnected: () => true });
+  const inputs: PlanInput[] = [];
+  let clock = 1_000_000;
+  let armNext = false;
+  const deployments = new DeploymentController({
+    store: r.store, registry: r.registry, desired: r.desired, bus: r.bus, metrics, logger: log, offlineGraceS: 60, debounceMs: 5,
+    now: () => clock,
+    plan: (input) => {
+      inputs.push(input);
+      const out = schedulerPlan(input);
+      // The pass of the apply says a replica gets ready 80 ms from now.
+      if (!armNext) return out;
+      armNext = false;
+      return { ...out, rollouts: out.rollouts.map((x) => ({ ...x, readyAt: clock + 80 })) };
+    },
+  });
+  deployments.start();
+  t.teardown(() => deployments.stop());
+  r.registry.ingest(msg('status', { online: true, ts: 1 }));
+  r.registry.ingest(msg('inventory', inventory));
+  await new Promise((res) => setTimeout(res, 100)); // the passes the device's events trigger
+  const before = inputs.length;
+  armNext = true;
+  await deployments.apply(spec());
+  t.equal(inputs.length, before + 1);
+  clock += 80;
+  await new Promise((res) => setTimeout(res, 300));
+  t.equal(inputs.length, before + 2, 'planned again at readyAt, with no other event');
+  t.equal(inputs[before + 1]?.now, clock);
+  await new Promise((res) => setTimeout(res, 200));
+  t.equal(inputs.length, before + 2, 'no readyAt: no timer');
 });

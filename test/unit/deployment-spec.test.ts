@@ -31,7 +31,7 @@ resources: { memory: 512Mi, cpus: 1.5 }
 accelerators: [tensorrt, cuda, edgetpu, npu, cpu]
 p95LatencyMs: 40
 strategy: spread
-rollout: { maxUnavailable: 2, canary: 1, failureThreshold: 3 }
+rollout: { maxUnavailable: 2, canary: 1, failureThreshold: 3, minReadyS: 10 }
 `;
 
 function issuesOf(fn: () => unknown): { path: string; message: string }[] {
@@ -70,7 +70,7 @@ t.test('the full YAML example parses into a DeploymentSpec', async (t) => {
   t.same(s.accelerators, ['tensorrt', 'cuda', 'edgetpu', 'npu', 'cpu']);
   t.equal(s.p95LatencyMs, 40);
   t.equal(s.strategy, 'spread');
-  t.same(s.rollout, { maxUnavailable: 2, canary: 1, failureThreshold: 3 });
+  t.same(s.rollout, { maxUnavailable: 2, canary: 1, failureThreshold: 3, minReadyS: 10 });
 });
 
 t.test('JSON parses the same as YAML', async (t) => {
@@ -79,15 +79,17 @@ t.test('JSON parses the same as YAML', async (t) => {
   t.same(parseDeployment(Buffer.from(JSON.stringify(minimal()))).name, 'det', 'a Buffer works too');
 });
 
-t.test('defaults: strategy spread, rollout {1,1,2}, accelerators [cpu], pids 256', async (t) => {
+t.test('defaults: strategy spread, rollout {1,1,2,5s}, accelerators [cpu], pids 256', async (t) => {
   const s = validateDeployment(minimal());
   t.equal(s.strategy, 'spread');
-  t.same(s.rollout, { maxUnavailable: 1, canary: 1, failureThreshold: 2 });
+  t.same(s.rollout, { maxUnavailable: 1, canary: 1, failureThreshold: 2, minReadyS: 5 });
   t.same(s.accelerators, ['cpu']);
   t.equal(s.resources.pids, 256);
   t.equal(s.p95LatencyMs, undefined);
   const partial = validateDeployment(minimal({ rollout: { canary: 3 } }));
-  t.same(partial.rollout, { maxUnavailable: 1, canary: 3, failureThreshold: 2 }, 'a partial rollout keeps the other defaults');
+  t.same(partial.rollout, { maxUnavailable: 1, canary: 3, failureThreshold: 2, minReadyS: 5 }, 'a partial rollout keeps the other defaults');
+  t.same(withDefaults({ ...validateDeployment(minimal()), rollout: { maxUnavailable: 1, canary: 1, failureThreshold: 2 } }).rollout.minReadyS, 5,
+    'a spec stored before minReadyS existed gets its default');
   t.same(withDefaults({ ...minimal(), accelerators: [] } as never).accelerators, ['cpu']);
 });
 
@@ -188,6 +190,11 @@ t.test('rollout policy bounds', async (t) => {
   t.same(paths(() => validateDeployment(minimal({ rollout: { maxUnavailable: 0, canary: -1, failureThreshold: 0, pause: true } }))),
     ['rollout.pause', 'rollout.maxUnavailable', 'rollout.canary', 'rollout.failureThreshold']);
   t.same(validateDeployment(minimal({ rollout: { canary: 0 } })).rollout.canary, 0, 'no canary is allowed');
+  t.same(paths(() => validateDeployment(minimal({ rollout: { minReadyS: -1 } }))), ['rollout.minReadyS'], 'minReadyS below 0');
+  t.same(paths(() => validateDeployment(minimal({ rollout: { minReadyS: 3601 } }))), ['rollout.minReadyS'], 'minReadyS above an hour');
+  t.same(paths(() => validateDeployment(minimal({ rollout: { minReadyS: '5s' } }))), ['rollout.minReadyS'], 'minReadyS is a number of seconds');
+  t.equal(validateDeployment(minimal({ rollout: { minReadyS: 0 } })).rollout.minReadyS, 0, 'minReadyS 0: ready on the first running report');
+  t.equal(validateDeployment(minimal({ rollout: { minReadyS: 2.5 } })).rollout.minReadyS, 2.5, 'fractions of a second');
 });
 
 t.test('YAML errors name the line; duplicate keys are refused', async (t) => {

@@ -82,23 +82,23 @@ const withPolicy = (s: DeploymentSpec, rollout: Record<string, number>): Deploym
 const DEVICES = ['a', 'b', 'c', 'd', 'e'].map((id) => dev(id));
 const V1_PLACED = DEVICES.map((d, i) => at(d.id, i));
 
-/** What the devices report: every placement running at its revision, unless told otherwise. */
+/** What the devices report: every placement running at its revision (for a minute), unless told otherwise. */
 function report(placements: Placement[], over: Record<number, Partial<ReplicaHealth>> = {}): ReplicaHealth[] {
-  return placements.map((p) => ({ deployment: p.deployment, replica: p.replica, deviceId: p.deviceId, revision: p.revision, phase: 'running', restarts: 0, ...over[p.replica] }));
+  return placements.map((p) => ({ deployment: p.deployment, replica: p.replica, deviceId: p.deviceId, revision: p.revision, phase: 'running', restarts: 0, runningSince: NOW - 60_000, ...over[p.replica] }));
 }
 
 const revs = (ps: Placement[]): string => ps.map((p) => p.revision).join('');
 
 function stepOnce(placements: Placement[], health: ReplicaHealth[], rollouts: RolloutStatus[], target: DeploymentSpec = V2, others = [{ spec: V1, revision: 1 }]): RolloutResult {
-  return rolloutStep({ deployments: [{ spec: target, revision: 2, others }], placements, health, rollouts });
+  return rolloutStep({ deployments: [{ spec: target, revision: 2, others }], placements, health, rollouts, now: NOW });
 }
 
 t.test('a first deployment needs no waves', async (t) => {
-  const r = rolloutStep({ deployments: [{ spec: V1, revision: 1 }], placements: [], health: [], rollouts: [] });
+  const r = rolloutStep({ deployments: [{ spec: V1, revision: 1 }], placements: [], health: [], rollouts: [], now: NOW });
   t.equal(r.rollouts[0]?.phase, 'Complete');
   t.equal(r.rollouts[0]?.stable, 1);
   t.equal(r.rollouts[0]?.placeRevision, 1);
-  const again = rolloutStep({ deployments: [{ spec: V1, revision: 1 }], placements: V1_PLACED, health: report(V1_PLACED), rollouts: r.rollouts });
+  const again = rolloutStep({ deployments: [{ spec: V1, revision: 1 }], placements: V1_PLACED, health: report(V1_PLACED), rollouts: r.rollouts, now: NOW });
   t.equal(again.rollouts[0]?.phase, 'Complete');
   t.same(again.placements, V1_PLACED);
   t.same(again.affectedDevices, []);
@@ -173,7 +173,7 @@ t.test('failures of the new revision cross the threshold: roll back, and stay ro
   t.equal(later.rollouts[0]?.phase, 'RolledBack', 'stays rolled back while revision 2 is the newest');
   t.equal(revs(later.placements), '11111');
 
-  const v3 = rolloutStep({ deployments: [{ spec: V2, revision: 3, others: [{ spec: V1, revision: 1 }] }], placements: later.placements, health: report(later.placements), rollouts: later.rollouts });
+  const v3 = rolloutStep({ deployments: [{ spec: V2, revision: 3, others: [{ spec: V1, revision: 1 }] }], placements: later.placements, health: report(later.placements), rollouts: later.rollouts, now: NOW });
   t.equal(v3.rollouts[0]?.phase, 'Canary', 'a newer revision rolls out again');
   t.equal(v3.rollouts[0]?.stable, 1);
   t.equal(revs(v3.placements), '31111');
@@ -204,6 +204,67 @@ t.test('canary 0 goes straight to waves; placements of unknown deployments pass 
   t.equal(r.rollouts[0]?.phase, 'Waves');
   t.equal(revs(r.placements.filter((p) => p.deployment === 'det')), '21111');
   t.ok(r.placements.includes(stray));
+});
+
+t.test('minReadyS: a canary counts only after running that long without a break', async (t) => {
+  const v2 = withPolicy(V2, { minReadyS: 5 });
+  const step = (placements: Placement[], health: ReplicaHealth[], rollouts: RolloutStatus[], now: number): RolloutResult =>
+    rolloutStep({ deployments: [{ spec: v2, revision: 2, others: [{ spec: V1, revision: 1 }] }], placements, health, rollouts, now });
+  const s1 = step(V1_PLACED, report(V1_PLACED), [], NOW);
+  t.equal(revs(s1.placements), '21111');
+  t.equal(s1.rollouts[0]?.readyAt, undefined, 'the canary is not running yet: nothing to wait for');
+  // The canary reports running, just now: not ready, and the step says when it will be.
+  const s2 = step(s1.placements, report(s1.placements, { 0: { runningSince: NOW } }), s1.rollouts, NOW + 100);
+  t.equal(revs(s2.placements), '21111', 'no wave on the first running report');
+  t.equal(s2.rollouts[0]?.phase, 'Canary');
+  t.equal(s2.rollouts[0]?.ready, 0);
+  t.equal(s2.rollouts[0]?.readyAt, NOW + 5000);
+  t.same(s2.affectedDevices, []);
+  t.match(s2.rollouts[0]?.message, /waiting for 1 ready \(running for 5s; 0 now\)/);
+  // Still short of 5 s: the same.
+  const s3 = step(s2.placements, report(s2.placements, { 0: { runningSince: NOW } }), s2.rollouts, NOW + 4999);
+  t.equal(revs(s3.placements), '21111');
+  // 5 s later: the wave goes.
+  const s4 = step(s3.placements, report(s3.placements, { 0: { runningSince: NOW } }), s3.rollouts, NOW + 5000);
+  t.equal(revs(s4.placements), '22111');
+  t.equal(s4.rollouts[0]?.phase, 'Waves');
+  t.equal(s4.rollouts[0]?.ready, 1);
+  t.equal(s4.rollouts[0]?.readyAt, undefined, 'replica 1 is not running at revision 2 yet');
+  // Replica 1 runs but is not ready yet: it is unavailable, so the budget (1) is spent.
+  const s5 = step(s4.placements, report(s4.placements, { 1: { runningSince: NOW + 6000 } }), s4.rollouts, NOW + 6000);
+  t.equal(revs(s5.placements), '22111', 'the next wave waits for replica 1 to be ready');
+  t.equal(s5.rollouts[0]?.readyAt, NOW + 11_000);
+  const s6 = step(s5.placements, report(s5.placements, { 1: { runningSince: NOW + 6000 } }), s5.rollouts, NOW + 11_000);
+  t.equal(revs(s6.placements), '22211');
+  // Complete only once every replica is ready.
+  const all = withPolicy(V2, { minReadyS: 5 });
+  const done = rolloutStep({ deployments: [{ spec: all, revision: 2, others: [{ spec: V1, revision: 1 }] }], placements: V1_PLACED.map((p) => ({ ...p, revision: 2 })), health: report(V1_PLACED.map((p) => ({ ...p, revision: 2 })), { 4: { runningSince: NOW - 1000 } }), rollouts: s6.rollouts, now: NOW });
+  t.equal(done.rollouts[0]?.phase, 'Waves', 'replica 4 has run for 1 s only');
+  t.equal(done.rollouts[0]?.readyAt, NOW + 4000);
+});
+
+t.test('minReadyS: a canary that exits at once never lets a wave start; runningSince unknown is not ready; 0 is the old rule', async (t) => {
+  // The canary is reported running for a second, then failed and restarting: rolled back with
+  // replica 1 never switched.
+  const s1 = stepOnce(V1_PLACED, report(V1_PLACED), []);
+  const s2 = stepOnce(s1.placements, report(s1.placements, { 0: { runningSince: NOW - 1000 } }), s1.rollouts);
+  t.equal(revs(s2.placements), '21111', 'running for 1 s: no wave');
+  const s3 = stepOnce(s2.placements, report(s2.placements, { 0: { phase: 'failed', restarts: 0, runningSince: undefined } }), s2.rollouts);
+  t.equal(revs(s3.placements), '21111');
+  const s4 = stepOnce(s3.placements, report(s3.placements, { 0: { restarts: 1, runningSince: NOW - 500 } }), s3.rollouts);
+  t.equal(revs(s4.placements), '21111', 'running again after a restart, for 0.5 s: still no wave');
+  const s5 = stepOnce(s4.placements, report(s4.placements, { 0: { phase: 'failed', restarts: 1, runningSince: undefined } }), s4.rollouts);
+  t.equal(s5.rollouts[0]?.phase, 'RolledBack');
+  t.equal(revs(s5.placements), '11111');
+  t.same(s5.affectedDevices, ['a'], 'only the canary\'s device changes');
+
+  const unknown = stepOnce(s1.placements, report(s1.placements, { 0: { runningSince: undefined } }), s1.rollouts);
+  t.equal(revs(unknown.placements), '21111', 'running since an unknown time: not ready');
+  t.equal(unknown.rollouts[0]?.readyAt, undefined);
+  const zero = withPolicy(V2, { minReadyS: 0 });
+  const z1 = stepOnce(V1_PLACED, report(V1_PLACED), [], zero);
+  const z2 = stepOnce(z1.placements, report(z1.placements, { 0: { runningSince: undefined } }), z1.rollouts, zero);
+  t.equal(revs(z2.placements), '22111', 'minReadyS 0: the first running report is enough');
 });
 
 t.test('plan(): a rollout driven to the end never has more than maxUnavailable replicas down', async (t) => {
