@@ -4,7 +4,7 @@
 // the same input, run here) and beside published figures of other schedulers (not run here).
 // Inputs come from a seeded generator: every run plans the same fleet.
 import type { Inventory } from '../agent/devices/inventory.js';
-import { parseMemory } from '../agent/runtime/limits.js';
+import { parseMemory } from '../shared/limits.js';
 import type { AcceleratorKind, Arch, DeviceView, Measurement, Placement } from '../controller/model/types.js';
 import { validateDeployment, withDefaults } from '../controller/deployments/spec.js';
 import { choose, deviceKinds, type Choice } from '../controller/scheduler/choice.js';

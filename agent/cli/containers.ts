@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { openSync, readSync, closeSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FeatherError } from '../../shared/errors.js';
-import { formatBytes, parseCpuset, parseMemory } from '../runtime/limits.js';
+import { formatBytes, parseCpuset, parseMemory } from '../../shared/limits.js';
 import { generateName } from '../runtime/runtime.js';
 import type { ContainerInfo, NetworkMode, RestartPolicy, RunRequest } from '../runtime/types.js';
 import type { CommandHandler, CliContext } from './context.js';

@@ -10,7 +10,7 @@ import type { FetchProgress } from '../images/blobs.js';
 import { shortSha } from '../images/digest.js';
 import { RecipeBuilder, type BuildResult } from '../images/recipes.js';
 import { ImageStore, type ImageInfo } from '../images/store.js';
-import { formatBytes } from '../runtime/limits.js';
+import { formatBytes } from '../../shared/limits.js';
 import type { CliContext, CommandHandler } from './context.js';
 import { relativeTime, table } from './format.js';
 

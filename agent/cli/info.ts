@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { cdiView, type CdiView } from '../devices/info.js';
 import { readInventory, type Inventory } from '../devices/inventory.js';
-import { formatBytes } from '../runtime/limits.js';
+import { formatBytes } from '../../shared/limits.js';
 import { table } from './format.js';
 import type { CommandHandler } from './context.js';
 

@@ -20,7 +20,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FeatherError, errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
-import { formatBytes } from '../runtime/limits.js';
+import { formatBytes } from '../../shared/limits.js';
 import { parseSha256 } from './digest.js';
 import { freeBytes, isPidAlive, renameDurable, tempName } from './durable.js';
 import { abortReason, SingleFlight } from './singleflight.js';

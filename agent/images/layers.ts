@@ -12,7 +12,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FeatherError } from '../../shared/errors.js';
 import type { DataPaths } from '../paths.js';
-import { validateName } from '../runtime/limits.js';
+import { validateName } from '../../shared/limits.js';
 import { readConfig } from '../runtime/state.js';
 import type { FetchProgress } from './blobs.js';
 import { parseSha256 } from './digest.js';

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FeatherError, errnoCode, messageOf } from '../../shared/errors.js';
-import { validateName } from '../runtime/limits.js';
+import { validateName } from '../../shared/limits.js';
 import { isSha256 } from './digest.js';
 import { writeFileAtomic } from './durable.js';
 

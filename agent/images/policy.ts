@@ -11,7 +11,7 @@
 // - device nodes and fifos are skipped (the runtime provides /dev);
 // - a non-directory may not replace a directory, nor be used as a directory;
 // - every entry is charged against the space left; one that does not fit is refused.
-import { formatBytes } from '../runtime/limits.js';
+import { formatBytes } from '../../shared/limits.js';
 
 export type Kind = 'dir' | 'file' | 'symlink';
 

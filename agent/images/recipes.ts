@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FeatherError, isFeatherError, messageOf, toFeatherError, type ErrorCode } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
-import { validateName } from '../runtime/limits.js';
+import { validateName } from '../../shared/limits.js';
 import { debianTarball } from './debootstrap.js';
 import { tempName } from './durable.js';
 import { hostBundleEntries, sharedLibraries } from './hostbundle.js';

@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { FeatherError, errnoCode, messageOf, toFeatherError } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import type { DataPaths } from '../paths.js';
-import { validateName } from '../runtime/limits.js';
+import { validateName } from '../../shared/limits.js';
 import { BlobFetcher, type FetchProgress, type FetchResult } from './blobs.js';
 import { hashFile, isSha256, parseSha256 } from './digest.js';
 import { isPidAlive, parseTempName, removeTree, tempName } from './durable.js';

@@ -9,7 +9,7 @@ import { createLogger, type Logger } from '../../shared/logging.js';
 import type { DataPaths, ContainerPaths } from '../paths.js';
 import type { ContainerRuntime, ContainerExit, GcReport } from './api.js';
 import type { CgroupManager, CgroupUsage } from './cgroups/types.js';
-import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from './limits.js';
+import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from '../../shared/limits.js';
 import { encodeSpec, type ShimSpec } from './spec.js';
 import { locateShim, runAttached, shimFeatures, startDetached, type ShimFeatures } from './shim.js';
 import {

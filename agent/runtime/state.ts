@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync, readdirSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { errnoCode, FeatherError } from '../../shared/errors.js';
-import type { Limits } from './limits.js';
+import type { Limits } from '../../shared/limits.js';
 import type { BindMount, ContainerInfo, DeviceNode, NetworkMode, RestartPolicy } from './types.js';
 
 export interface ContainerConfig {

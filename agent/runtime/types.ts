@@ -1,6 +1,6 @@
 // The runtime's public shapes: what a caller (CLI, MQTT command executors, reconciler) asks for
 // and what it gets back. Field names follow the contract's container.run body (../shared/DESIGN.md).
-import type { Limits } from './limits.js';
+import type { Limits } from '../../shared/limits.js';
 
 export type RestartPolicy = 'no' | 'on-failure' | 'always';
 export type NetworkMode = 'none' | 'host';

@@ -5,7 +5,7 @@
 // The format is documented in docs/scheduling.md.
 import { parseAllDocuments } from 'yaml';
 import { FeatherError } from '../../shared/errors.js';
-import { parseCpus, parseMemory, validateName } from '../../agent/runtime/limits.js';
+import { parseCpus, parseMemory, validateName } from '../../shared/limits.js';
 import { MAX_LAYERS } from '../../agent/images/layers.js';
 import type {
   AcceleratorKind, Arch, DeploymentSpec, ImageLayer, ModelBuild, ModelVariant, Precision, RolloutPolicy, RuntimeVariant,
@@ -223,7 +223,7 @@ class Checker {
     return ok ? out : undefined;
   }
 
-  /** Run a parser from agent/runtime/limits.ts (it throws BAD_REQUEST with its own message). */
+  /** Run a parser from shared/limits.ts (it throws BAD_REQUEST with its own message). */
   parsed<T>(v: unknown, path: string, parse: (v: string | number) => T): T | undefined {
     if (typeof v !== 'string' && typeof v !== 'number') return this.add(path, `must be a number or a string, got ${describe(v)}`);
     try {

@@ -9,7 +9,7 @@
 //    passes the filters. Candidates of one revision sit in a heap ordered by the deployment's
 //    strategy; a device is popped, placed on, and pushed back with its new key.
 // 3. Status per deployment from the placements and the reported health.
-import { formatBytes, parseMemory } from '../../agent/runtime/limits.js';
+import { formatBytes, parseMemory } from '../../shared/limits.js';
 import { messageOf } from '../../shared/errors.js';
 import { withDefaults, type NormalizedDeploymentSpec } from '../deployments/spec.js';
 import type { Placement } from '../model/types.js';

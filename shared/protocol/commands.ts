@@ -2,7 +2,7 @@
 // Encoding (../shared/DESIGN.md): a payload whose first non-blank byte is '{' is JSON; under
 // MQTT 5 the content type application/x-protobuf (or any other payload) means protobuf.
 import { FeatherError, messageOf } from '../errors.js';
-import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from '../../agent/runtime/limits.js';
+import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from '../limits.js';
 import type { NetworkMode, RestartPolicy, RunRequest } from '../../agent/runtime/types.js';
 import { Fields, describe, isPlainObject, type JsonObject } from './fields.js';
 import { decodeCommandProto } from './proto.js';

@@ -8,7 +8,7 @@ import { detectCgroups } from '../../agent/runtime/cgroups/detect.js';
 import { nodeCgroupFs } from '../../agent/runtime/cgroups/fs.js';
 import { setMemoryV1 } from '../../agent/runtime/cgroups/v1.js';
 import type { CgroupBackend } from '../../agent/runtime/cgroups/types.js';
-import type { Limits } from '../../agent/runtime/limits.js';
+import type { Limits } from '../../shared/limits.js';
 
 configureLogging({ level: 'error' });
 

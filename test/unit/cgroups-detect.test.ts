@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configureLogging } from '../../shared/logging.js';
 import { detectCgroups, layoutFromMountinfo } from '../../agent/runtime/cgroups/detect.js';
-import type { Limits } from '../../agent/runtime/limits.js';
+import type { Limits } from '../../shared/limits.js';
 import { FakeCgroupFs, fakeHybrid, fakeV1, fakeV2 } from '../helpers/fake-cgroupfs.js';
 
 const logged: string[] = [];

@@ -3,7 +3,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { configureLogging } from '../../shared/logging.js';
 import { V1Cgroups, setMemoryV1, type V1Mounts } from '../../agent/runtime/cgroups/v1.js';
-import type { Limits } from '../../agent/runtime/limits.js';
+import type { Limits } from '../../shared/limits.js';
 import { fakeV1, type FakeCgroupFs } from '../helpers/fake-cgroupfs.js';
 
 configureLogging({ level: 'silent' });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdirSync, rmSync } from 'node:fs';
 import { configureLogging } from '../../shared/logging.js';
 import { V2Cgroups, type V2Controller } from '../../agent/runtime/cgroups/v2.js';
-import type { Limits } from '../../agent/runtime/limits.js';
+import type { Limits } from '../../shared/limits.js';
 import { fakeV2, type FakeCgroupFs } from '../helpers/fake-cgroupfs.js';
 
 configureLogging({ level: 'silent' });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseMemory, parseCpus, parsePids, parseCpuset, validateName, formatBytes } from '../../agent/runtime/limits.js';
+import { parseMemory, parseCpus, parsePids, parseCpuset, validateName, formatBytes } from '../../shared/limits.js';
 
 
 t.test('parseMemory takes binary and decimal units', async (t) => {

@@ -1,7 +1,7 @@
 // What the v1, v2 and hybrid backends share: options, limit arithmetic, checks and rollback.
 import { FeatherError, conflict } from '../../../shared/errors.js';
 import { createLogger, type Logger } from '../../../shared/logging.js';
-import { validateName, type Limits } from '../limits.js';
+import { validateName, type Limits } from '../../../shared/limits.js';
 import { nodeCgroupFs, removeDir, type CgroupFs } from './fs.js';
 import type { CgroupUsage } from './types.js';
 

@@ -1,7 +1,7 @@
 // Hybrid hosts: v1 hierarchies beside a cgroup2 mount (usually /sys/fs/cgroup/unified). A controller
 // the v2 mount holds is managed there, the rest in v1. When v2 holds none that we use (the common
 // case: hugetlb only, or nothing), the v2 half is absent and everything is v1.
-import { validateName, type Limits } from '../limits.js';
+import { validateName, type Limits } from '../../../shared/limits.js';
 import { checkRequest, fillUsage, resolveOptions, type BackendOptions, type ResolvedOptions, type UsagePart } from './common.js';
 import type { CgroupBackend, CgroupController, CgroupUsage, DeviceCgroupResult, DeviceRule } from './types.js';
 import type { V1Cgroups } from './v1.js';

@@ -1,6 +1,6 @@
 // What the runtime needs from a cgroup backend. Implementations: v2 (unified), v1, and hybrid
 // (v1 controllers beside a v2 mount that holds some of them), chosen by detect.ts.
-import type { Limits } from '../limits.js';
+import type { Limits } from '../../../shared/limits.js';
 
 export type CgroupMode = 'v1' | 'v2' | 'hybrid';
 

@@ -2,7 +2,7 @@
 // cpuacct (for usage, when it is its own hierarchy), pids, and cpuset only when pinning is asked.
 import { join } from 'node:path';
 import { errnoCode } from '../../../shared/errors.js';
-import { validateName, type Limits } from '../limits.js';
+import { validateName, type Limits } from '../../../shared/limits.js';
 import {
   CPU_PERIOD_US, checkRequest, conflictAt, cpuQuotaUs, createWithRollback, fillUsage, limitOrUndefined, resolveOptions,
   type BackendOptions, type ResolvedOptions, type UsagePart,

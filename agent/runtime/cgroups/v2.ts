@@ -2,7 +2,7 @@
 // is the subset its mount holds.
 import { join } from 'node:path';
 import { errnoCode } from '../../../shared/errors.js';
-import { validateName, type Limits } from '../limits.js';
+import { validateName, type Limits } from '../../../shared/limits.js';
 import {
   CPU_PERIOD_US, checkRequest, conflictAt, cpuQuotaUs, createWithRollback, fillUsage, resolveOptions,
   type BackendOptions, type ResolvedOptions, type UsagePart,

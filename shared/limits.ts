@@ -1,5 +1,5 @@
 // Parsing of user-facing resource limits ("128Mi", 0.5 CPUs, "0-1,3").
-import { FeatherError } from '../../shared/errors.js';
+import { FeatherError } from './errors.js';
 
 export interface Limits {
   memoryBytes: number;
