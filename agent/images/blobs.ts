@@ -22,7 +22,8 @@ import { FeatherError, errnoCode, isFeatherError, messageOf } from '../../shared
 import { createLogger, type Logger } from '../../shared/logging.js';
 import { formatBytes } from '../../shared/limits.js';
 import { parseSha256 } from './digest.js';
-import { freeBytes, isPidAlive, renameDurable, tempName } from './durable.js';
+import { isPidAlive } from '../../shared/process.js';
+import { freeBytes, renameDurable, tempName } from './durable.js';
 import { abortReason, SingleFlight } from './singleflight.js';
 import { isTransientNetworkError, openSource, parseBlobUrl, RangeNotSatisfiable, TransientError } from './sources.js';
 

@@ -6,7 +6,6 @@ import { open, rename, rm, statfs, unlink, writeFile, readFile } from 'node:fs/p
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { errnoCode } from '../../shared/errors.js';
 
 const execFileP = promisify(execFile);
 
@@ -64,16 +63,6 @@ export function parseTempName(name: string): { prefix: string; pid: number } | u
   const m = TEMP_RE.exec(name);
   if (!m) return undefined;
   return { prefix: m[1] as string, pid: Number(m[2]) };
-}
-
-export function isPidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e: unknown) {
-    return errnoCode(e) === 'EPERM';
-  }
 }
 
 /** Mount points at or below `dir` (from /proc/self/mountinfo), deepest first. */

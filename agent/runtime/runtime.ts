@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FeatherError, errnoCode } from '../../shared/errors.js';
+import { isPidAlive } from '../../shared/process.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import type { DataPaths, ContainerPaths } from '../paths.js';
 import type { ContainerRuntime, ContainerExit, GcReport } from './api.js';
@@ -13,7 +14,7 @@ import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limi
 import { encodeSpec, type ShimSpec } from './spec.js';
 import { locateShim, runAttached, shimFeatures, startDetached, type ShimFeatures } from './shim.js';
 import {
-  containerInfo, isProcessAlive, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
+  containerInfo, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
   type ContainerConfig, type ShimState,
 } from './state.js';
 import type { BindMount, ContainerInfo, RunRequest, RunResult, StopResult } from './types.js';
@@ -346,7 +347,7 @@ export class ShimRuntime implements ContainerRuntime {
 
   /** Record the end of a container whose supervisor was killed, and free its cgroups. */
   private reap(name: string, state: ShimState): void {
-    if (isProcessAlive(state.pid) && !isShimAlive(state.shimPid)) {
+    if (isPidAlive(state.pid) && !isShimAlive(state.shimPid)) {
       // PDEATHSIG should have killed it with its supervisor; make sure.
       this.signal(state.pid, 'SIGKILL');
     }

@@ -91,16 +91,6 @@ export function isShimAlive(pid: number): boolean {
   }
 }
 
-export function isProcessAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e: unknown) {
-    return errnoCode(e) === 'EPERM';
-  }
-}
-
 export function listContainerNames(containersDir: string): string[] {
   try {
     return readdirSync(containersDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();

@@ -12,7 +12,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fsyncPath, freeBytes, isPidAlive, parseTempName, renameDurable, tempName, writeFileAtomic } from '../../agent/images/durable.js';
+import { isPidAlive } from '../../shared/process.js';
+import { fsyncPath, freeBytes, parseTempName, renameDurable, tempName, writeFileAtomic } from '../../agent/images/durable.js';
 import { errnoCode, FeatherError, messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 

@@ -14,7 +14,7 @@ import { busyboxTarball } from '../../agent/images/recipes.js';
 import { writeTarball } from '../../agent/images/tarwriter.js';
 import { detectCgroups } from '../../agent/runtime/cgroups/detect.js';
 import { ShimRuntime } from '../../agent/runtime/runtime.js';
-import { isProcessAlive } from '../../agent/runtime/state.js';
+import { isPidAlive } from '../../shared/process.js';
 import { Reconciler, OWNER_LABEL, SPEC_HASH_LABEL, type Reported, type ReconcilerOptions } from '../../agent/reconcile/index.js';
 import { cgroupLeftovers, hostMountsUnder, isRoot, runtimeFixture, type RuntimeFixture } from '../helpers/runtime-fixture.js';
 
@@ -88,7 +88,7 @@ if (!isRoot()) {
     t.equal(fx.images.get('bb2')?.sha256, imageSha, 'the image was pulled into the store');
     const w = fx.runtime.inspect('web');
     t.equal(w.status, 'running');
-    t.ok(w.pid !== undefined && isProcessAlive(w.pid), 'the process is alive');
+    t.ok(w.pid !== undefined && isPidAlive(w.pid), 'the process is alive');
     t.equal(w.labels[OWNER_LABEL], 'desired');
     t.match(w.labels[SPEC_HASH_LABEL], /^[0-9a-f]{64}$/);
     t.equal(w.limits.memoryBytes, 32 * 2 ** 20);
