@@ -4,6 +4,7 @@
 // Logs are JSON lines on stderr (FEATHER_LOG_LEVEL=debug|info|warn|error).
 import { parseArgs } from 'node:util';
 import { messageOf } from '../shared/errors.js';
+import { waitForStopSignal } from '../shared/process.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 import { packageVersion } from '../shared/version.js';
 import { loadControllerConfig } from './config.js';
@@ -88,16 +89,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`feather-controller: ${messageOf(e)}\n`);
     return 1;
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      log.info('controller.signal', { signal });
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  log.info('controller.signal', { signal: await waitForStopSignal() });
   await controller.stop();
   return 0;
 }

@@ -10,3 +10,16 @@ export function isPidAlive(pid: number): boolean {
     return errnoCode(e) === 'EPERM';
   }
 }
+
+/** Resolves with the first SIGTERM or SIGINT (a daemon's cue to stop cleanly). */
+export function waitForStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

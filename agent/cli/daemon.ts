@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadAgentConfig } from '../../shared/config/agent.js';
 import { createLogger } from '../../shared/logging.js';
 import { messageOf } from '../../shared/errors.js';
+import { waitForStopSignal } from '../../shared/process.js';
 import { AgentDaemon } from '../daemon/daemon.js';
 import type { CommandHandler } from './context.js';
 import { requireRoot } from './open.js';
@@ -39,16 +40,7 @@ export const daemon: CommandHandler = async (argv, ctx) => {
   process.on('unhandledRejection', (e: unknown) => log.error('unhandled.rejection', { error: messageOf(e) }));
   const agent = new AgentDaemon(config, log);
   await agent.start();
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: NodeJS.Signals): void => {
-      log.info('agent.signal', { signal: sig });
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  log.info('agent.signal', { signal: await waitForStopSignal() });
   await agent.stop();
   return 0;
 };
