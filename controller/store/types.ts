@@ -1,6 +1,7 @@
 // What the store keeps, as the rest of the controller sees it. Times are milliseconds since
 // the epoch; JSON columns come back parsed.
 import type { Inventory } from '../../agent/devices/inventory.js';
+import type { DeviceStats } from '../../agent/devices/stats.js';
 import type { Reported } from '../../agent/reconcile/reported.js';
 import type { DeploymentPhase, DeploymentSpec, DesiredImage, DesiredWorkload, ModelVariant } from '../model/types.js';
 import type { DeploymentStatus, RolloutStatus } from '../scheduler/index.js';
@@ -14,15 +15,8 @@ export interface DeviceStatus {
 }
 
 /** The latest figures from the device's telemetry (what is free right now). */
-export interface DeviceCapacity {
-  cpuPercent: number;
-  cpuCores: number;
-  load1: number;
-  memoryTotalBytes: number;
-  memoryAvailableBytes: number;
-  diskTotalBytes: number;
-  diskFreeBytes: number;
-}
+export type DeviceCapacity = Pick<DeviceStats,
+  'cpuPercent' | 'cpuCores' | 'load1' | 'memoryTotalBytes' | 'memoryAvailableBytes' | 'diskTotalBytes' | 'diskFreeBytes'>;
 
 /** A container seen in the device's telemetry (desired ones and hand-started ones alike). */
 export interface DeviceContainer {
