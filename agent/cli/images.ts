@@ -1,8 +1,6 @@
 // CLI commands for images: images, pull, image import|rm|verify|build|build-all|recipes|gc.
 // Each handler returns the exit code: 0 done, 2 a bad request, 1 anything else, with one
 // line on stderr saying what went wrong and what to do.
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FeatherError, errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
 import { createLogger } from '../../shared/logging.js';
@@ -13,33 +11,13 @@ import { ImageStore, type ImageInfo } from '../images/store.js';
 import { formatBytes } from '../../shared/limits.js';
 import type { CliContext, CommandHandler } from './context.js';
 import { relativeTime, table } from './format.js';
+import { containersUsingImage } from '../runtime/state.js';
 
 const log = createLogger('agent:images');
 
-/**
- * Names of the containers whose containers/<name>/config.json has `imageSha256` equal to
- * `sha256` (the field the runtime writes). Unreadable configs are logged and skipped.
- */
-export async function containersUsingImage(ctx: Pick<CliContext, 'paths'>, sha256: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(ctx.paths.containers);
-  } catch (e: unknown) {
-    if (errnoCode(e) === 'ENOENT') return [];
-    throw e;
-  }
-  const users: string[] = [];
-  for (const name of names.sort()) {
-    const file = join(ctx.paths.containers, name, 'config.json');
-    try {
-      const config = JSON.parse(await readFile(file, 'utf8')) as { imageSha256?: unknown };
-      if (config.imageSha256 === sha256) users.push(name);
-    } catch (e: unknown) {
-      if (errnoCode(e) !== 'ENOENT') log.warn('image.container_config_unreadable', { file, error: e });
-    }
-  }
-  return users;
-}
+/** Containers using an image digest, for image rm and gc (unreadable configs are logged). */
+const usersOf = (ctx: CliContext, sha256: string): string[] =>
+  containersUsingImage(ctx.paths.containers, sha256, (file, e) => log.warn('image.container_config_unreadable', { file, error: e }));
 
 function fail(ctx: CliContext, e: unknown): number {
   if (isFeatherError(e)) {
@@ -148,7 +126,7 @@ async function imageImport(argv: string[], ctx: CliContext): Promise<number> {
 async function imageRm(argv: string[], ctx: CliContext): Promise<number> {
   const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
   const name = one(positionals, 'one image NAME', 'image rm NAME');
-  await new ImageStore(ctx.paths).remove(name, { inUseBy: (sha) => containersUsingImage(ctx, sha) });
+  await new ImageStore(ctx.paths).remove(name, { inUseBy: (sha) => usersOf(ctx, sha) });
   ctx.out(`removed ${name}`);
   return 0;
 }
@@ -219,7 +197,7 @@ async function imageRecipes(argv: string[], ctx: CliContext): Promise<number> {
 
 async function imageGc(argv: string[], ctx: CliContext): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } } });
-  const r = await new ImageStore(ctx.paths).gc({ inUseBy: (sha) => containersUsingImage(ctx, sha) });
+  const r = await new ImageStore(ctx.paths).gc({ inUseBy: (sha) => usersOf(ctx, sha) });
   if (values.json) ctx.out(JSON.stringify(r));
   else ctx.out(`removed ${r.removedCache.length} unused layers and ${r.removedTmp.length} temp files`);
   return 0;

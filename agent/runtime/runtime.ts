@@ -14,7 +14,7 @@ import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limi
 import { encodeSpec, type ShimSpec } from './spec.js';
 import { locateShim, runAttached, shimFeatures, startDetached, type ShimFeatures } from './shim.js';
 import {
-  containerInfo, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
+  containerInfo, containersUsingImage, isShimAlive, listContainerNames, readConfig, readState, writeFileAtomic,
   type ContainerConfig, type ShimState,
 } from './state.js';
 import type { BindMount, ContainerInfo, RunRequest, RunResult, StopResult } from './types.js';
@@ -414,7 +414,7 @@ export class ShimRuntime implements ContainerRuntime {
 
   /** Which containers use an image, by sha256 (for ImageStore.remove and gc). */
   containersUsing(sha256: string): string[] {
-    return this.list({ all: true }).filter((c) => c.imageSha256 === sha256).map((c) => c.name);
+    return containersUsingImage(this.opts.paths.containers, sha256);
   }
 
   usage(name: string): CgroupUsage | undefined {

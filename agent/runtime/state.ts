@@ -120,3 +120,19 @@ export function containerInfo(config: ContainerConfig, state: ShimState | undefi
     labels: config.labels,
   };
 }
+
+/**
+ * Containers (by name) whose config names this image digest. An unreadable config counts as
+ * none and is reported to `unreadable`.
+ */
+export function containersUsingImage(containersDir: string, sha256: string, unreadable?: (file: string, e: unknown) => void): string[] {
+  return listContainerNames(containersDir).filter((name) => {
+    const file = join(containersDir, name, 'config.json');
+    try {
+      return readConfig(file)?.imageSha256 === sha256;
+    } catch (e: unknown) {
+      unreadable?.(file, e);
+      return false;
+    }
+  });
+}

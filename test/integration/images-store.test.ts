@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { containersUsingImage } from '../../agent/cli/images.js';
+import { containersUsingImage } from '../../agent/runtime/state.js';
 import { buildRecipe, busyboxTarball, RecipeBuilder } from '../../agent/images/recipes.js';
 import { ImageStore } from '../../agent/images/store.js';
 import { writeTarball } from '../../agent/images/tarwriter.js';
@@ -108,7 +108,7 @@ t.test('import checks a given sha256; rm is refused while a container uses the i
   writeFileSync(s.paths.container('web').config, JSON.stringify({ name: 'web', image: 'img', imageSha256: a.sha256 }));
   mkdirSync(s.paths.container('broken').dir, { recursive: true });
   writeFileSync(s.paths.container('broken').config, '{not json');
-  const inUseBy = (sha: string): Promise<string[]> => containersUsingImage({ paths: s.paths }, sha);
+  const inUseBy = (sha: string): string[] => containersUsingImage(s.paths.containers, sha);
   t.same(await inUseBy(a.sha256), ['web']);
   const busy = await failure(s.remove('img', { inUseBy }));
   t.equal(busy.code, 'CONFLICT');
