@@ -61,20 +61,28 @@ static ssize_t recv_msg(int fd, struct chan_msg *m, int *fds, size_t max, size_t
   return n;
 }
 
-int chan_send_go(int fd, const int *fds, size_t n, struct shim_err *err) {
-  struct chan_msg m = {.type = CHAN_GO};
+int chan_send_go(int fd, int value, const int *fds, size_t n, struct shim_err *err) {
+  struct chan_msg m = {.type = CHAN_GO, .code = value};
   if (send_msg(fd, &m, offsetof(struct chan_msg, msg), fds, n) < 0)
     return shim_err_sys(err, errno, "sendmsg", "signal the container to start");
   return 0;
 }
 
-int chan_wait_go(int fd, int *fds, size_t *n, struct shim_err *err) {
+int chan_wait_go(int fd, int *value, int *fds, size_t *n, struct shim_err *err) {
   struct chan_msg m;
   ssize_t got = recv_msg(fd, &m, fds, CHAN_MAX_FDS, n);
   if (got < 0) return shim_err_sys(err, errno, "recvmsg", "wait for the shim");
   if (got == 0) return 0;
   if (m.type != CHAN_GO) return shim_err_new(err, EXIT_SHIM_FAILED, "wait for the shim: unexpected message");
+  if (value) *value = m.code;
   return 1;
+}
+
+int chan_send_hooks(int fd, struct shim_err *err) {
+  struct chan_msg m = {.type = CHAN_HOOKS};
+  if (send_msg(fd, &m, offsetof(struct chan_msg, msg), NULL, 0) < 0)
+    return shim_err_sys(err, errno, "sendmsg", "ask the shim to run the createRuntime hooks");
+  return 0;
 }
 
 void chan_send_err(int fd, const struct shim_err *e) {

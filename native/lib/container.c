@@ -10,6 +10,7 @@
 
 #include "cgroup.h"
 #include "chan.h"
+#include "hooks.h"
 #include "idmap.h"
 #include "userns.h"
 #include "util.h"
@@ -32,13 +33,19 @@ static int prepare_child(pid_t pid, const struct spec *s, int chan, struct shim_
     if (idmap_layers(pid, s, layers, err) < 0) return -1;
     n = s->n_lower;
   }
-  int rc = chan_send_go(chan, layers, n, err);
+  int rc = chan_send_go(chan, (int)pid, layers, n, err);
   for (size_t i = 0; i < n; i++) close(layers[i]);
   return rc;
 }
 
+/* The child's root is mounted: run the createRuntime hooks here, in the shim's namespaces. */
+static int run_runtime_hooks(const struct container *c, const struct spec *s, int chan, struct shim_err *err) {
+  if (hooks_run(s, HOOK_CREATE_RUNTIME, c->pid, "creating", s->bundle, err) < 0) return -1;
+  return chan_send_go(chan, (int)c->pid, NULL, 0, err);
+}
+
 /* Read the child's messages until EOF (exec done) or an error report. */
-static int await_exec(struct container *c, int chan, struct shim_err *err) {
+static int await_exec(struct container *c, const struct spec *s, int chan, struct shim_err *err) {
   struct chan_msg m;
   for (;;) {
     int fd = -1;
@@ -46,6 +53,9 @@ static int await_exec(struct container *c, int chan, struct shim_err *err) {
     if (r <= 0) return r;
     if (m.type == CHAN_PTY && fd >= 0) {
       c->pty_master = fd;
+    } else if (m.type == CHAN_HOOKS) {
+      if (fd >= 0) close(fd);
+      if (run_runtime_hooks(c, s, chan, err) < 0) return -1;
     } else if (m.type == CHAN_ERR) {
       shim_err_new(err, m.code ? m.code : EXIT_SHIM_FAILED, "%s", m.msg);
       err->errnum = m.errnum;
@@ -101,7 +111,7 @@ int container_start(struct container *c, const struct spec *s, enum io_mode io, 
     reap(pid, 1);
     return -1;
   }
-  if (await_exec(c, chan, err) < 0) {
+  if (await_exec(c, s, chan, err) < 0) {
     reap(pid, 1); /* after an error report the child is exiting anyway */
     return -1;
   }

@@ -15,6 +15,7 @@
 #include "container.h"
 #include "exec.h"
 #include "fs.h"
+#include "hooks.h"
 #include "init.h"
 #include "mounts.h"
 #include "net.h"
@@ -50,8 +51,25 @@ static int redirect_output(const struct child_ctx *c, struct shim_err *err) {
   return 0;
 }
 
+/* Between the mounted root and pivot_root: the shim's createRuntime hooks (in its namespaces), then
+ * the createContainer hooks here, in the container's namespaces, where the host's paths still resolve. */
+static int creation_hooks(const struct child_ctx *c, pid_t host_pid, struct shim_err *err) {
+  const struct spec *s = c->spec;
+  if (spec_hook_count(s, HOOK_CREATE_RUNTIME) > 0) {
+    if (chan_send_hooks(c->chan, err) < 0) return -1;
+    int none[CHAN_MAX_FDS];
+    size_t n_none = 0;
+    int go = chan_wait_go(c->chan, NULL, none, &n_none, err);
+    for (size_t i = 0; i < n_none; i++) close(none[i]);
+    if (go < 0) return -1;
+    if (go == 0) _exit(EXIT_SHIM_FAILED); /* the shim is gone (a failed hook ends the container) */
+  }
+  return hooks_run(s, HOOK_CREATE_CONTAINER, host_pid, "creating", "/", err);
+}
+
 /* Build the container up to (not including) exec. Returns the pty slave fd, or -1 when there is none. */
-static int setup(const struct child_ctx *c, const int *layers, size_t n_layers, int *slave, struct shim_err *err) {
+static int setup(const struct child_ctx *c, pid_t host_pid, const int *layers, size_t n_layers, int *slave,
+                 struct shim_err *err) {
   const struct spec *s = c->spec;
   if (s->userns && userns_become_root(err) < 0) return -1;
   if (tie_to_parent(c->chan, err) < 0) return -1;
@@ -59,6 +77,7 @@ static int setup(const struct child_ctx *c, const int *layers, size_t n_layers, 
   umask(0);
   cleanup_close int rootfd = mounts_build_root(s, layers, n_layers, err);
   if (rootfd < 0) return -1;
+  if (creation_hooks(c, host_pid, err) < 0) return -1;
   if (mounts_pivot(rootfd, err) < 0) return -1;
   if (mounts_mask(err) < 0) return -1;
   if (sethostname(s->name, strlen(s->name)) < 0) return shim_err_sys(err, errno, "sethostname", "%s", s->name);
@@ -99,10 +118,13 @@ void container_child(const struct child_ctx *c) {
   int slave = -1;
   int layers[CHAN_MAX_FDS];
   size_t n_layers = 0;
-  int go = chan_wait_go(c->chan, layers, &n_layers, &err);
+  int host_pid = 0;
+  int go = chan_wait_go(c->chan, &host_pid, layers, &n_layers, &err);
   if (go <= 0) _exit(EXIT_SHIM_FAILED); /* the shim is gone */
-  if (setup(c, layers, n_layers, &slave, &err) < 0) fail(c, &err);
+  if (setup(c, host_pid, layers, n_layers, &slave, &err) < 0) fail(c, &err);
   for (size_t i = 0; i < n_layers; i++) close(layers[i]);
+  /* startContainer: inside the container, with its capabilities, right before the workload. */
+  if (hooks_run(c->spec, HOOK_START_CONTAINER, host_pid, "created", NULL, &err) < 0) fail(c, &err);
   if (!c->spec->init) {
     exec_workload_now(c, slave, &err);
     fail(c, &err);

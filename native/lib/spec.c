@@ -16,6 +16,7 @@
 enum key_id {
   K_VERSION, K_NAME, K_ROOTFS, K_LOWER, K_UPPER, K_WORK, K_ARG, K_ENV, K_CWD, K_NETWORK,
   K_CGROUP, K_USERNS, K_IDMAP, K_TTY, K_DETACH, K_INIT, K_STATE, K_LOG, K_LOG_MAX, K_BIND, K_DEVICE,
+  K_HOOK, K_HOOK_ARG, K_HOOK_ENV, K_BUNDLE,
   K_COUNT
 };
 
@@ -34,6 +35,14 @@ static const struct key_def keys[K_COUNT] = {
     [K_TTY] = {"tty", 0, 0},         [K_DETACH] = {"detach", 0, 0}, [K_INIT] = {"init", 0, 0},
     [K_STATE] = {"state", 0, 0},     [K_LOG] = {"log", 0, 0},       [K_LOG_MAX] = {"log_max", 0, 0},
     [K_BIND] = {"bind", 0, 1},       [K_DEVICE] = {"device", 0, 1},
+    [K_HOOK] = {"hook", 0, 1},       [K_HOOK_ARG] = {"hook_arg", 0, 1}, [K_HOOK_ENV] = {"hook_env", 0, 1},
+    [K_BUNDLE] = {"bundle", 0, 0},
+};
+
+static const char *const hook_kinds[HOOK_KINDS] = {
+    [HOOK_CREATE_RUNTIME] = "createRuntime",
+    [HOOK_CREATE_CONTAINER] = "createContainer",
+    [HOOK_START_CONTAINER] = "startContainer",
 };
 
 static int find_key(const char *k, size_t klen) {
@@ -115,6 +124,52 @@ static int valid_name(const char *v) {
   return 1;
 }
 
+/* Append v to a NULL-terminated array that grows one slot at a time (hooks have few of each). */
+static int push_str(char ***arr, size_t *n, char *v) {
+  char **grown = realloc(*arr, (*n + 2) * sizeof **arr);
+  if (!grown) return -1;
+  grown[(*n)++] = v;
+  grown[*n] = NULL;
+  *arr = grown;
+  return 0;
+}
+
+/* hook=KIND<TAB>TIMEOUT_S<TAB>PATH; the hook_arg/hook_env records that follow belong to it. */
+static int parse_hook(struct spec *s, char *v, size_t rec, struct shim_err *err) {
+  char *f[4];
+  unsigned long long t;
+  if (split_tabs(v, f, 3) != 3) return bad(err, rec, "hook", "must be KIND<TAB>TIMEOUT_S<TAB>PATH");
+  int kind = -1;
+  for (int i = 0; i < HOOK_KINDS; i++)
+    if (strcmp(f[0], hook_kinds[i]) == 0) kind = i;
+  if (kind < 0) return bad(err, rec, "hook", "KIND must be createRuntime, createContainer or startContainer");
+  if (parse_uint(f[1], 86400, &t) < 0 || t == 0) return bad(err, rec, "hook", "TIMEOUT_S must be 1-86400");
+  if (!absolute(f[2])) return bad(err, rec, "hook", "PATH must be absolute");
+  struct spec_hook *h = &s->hooks[s->n_hooks++];
+  h->kind = (enum hook_kind)kind;
+  h->timeout_s = (unsigned)t;
+  h->path = f[2];
+  return 0;
+}
+
+static int add_hook_item(struct spec *s, int id, char *v, size_t rec, struct shim_err *err) {
+  const char *k = keys[id].name;
+  if (s->n_hooks == 0) return bad(err, rec, k, "must follow a hook record");
+  struct spec_hook *h = &s->hooks[s->n_hooks - 1];
+  if (id == K_HOOK_ENV && (v[0] == '=' || !strchr(v, '='))) return bad(err, rec, k, "must be KEY=VALUE");
+  if (push_str(id == K_HOOK_ARG ? &h->args : &h->env, id == K_HOOK_ARG ? &h->n_args : &h->n_env, v) < 0)
+    return shim_err_sys(err, ENOMEM, "realloc", "spec hook");
+  return 0;
+}
+
+const char *spec_hook_kind_name(enum hook_kind kind) { return kind < HOOK_KINDS ? hook_kinds[kind] : "?"; }
+
+size_t spec_hook_count(const struct spec *s, enum hook_kind kind) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->n_hooks; i++) n += s->hooks[i].kind == kind;
+  return n;
+}
+
 static int set_value(struct spec *s, int id, char *v, size_t rec, struct shim_err *err) {
   const char *k = keys[id].name;
   unsigned long long n;
@@ -143,9 +198,14 @@ static int set_value(struct spec *s, int id, char *v, size_t rec, struct shim_er
     if (v[0] == '=' || !strchr(v, '=')) return bad(err, rec, k, "must be KEY=VALUE");
     s->env[s->n_env++] = v;
     return 0;
-  case K_CWD: case K_STATE: case K_LOG: case K_CGROUP:
+  case K_HOOK:
+    return parse_hook(s, v, rec, err);
+  case K_HOOK_ARG: case K_HOOK_ENV:
+    return add_hook_item(s, id, v, rec, err);
+  case K_CWD: case K_STATE: case K_LOG: case K_CGROUP: case K_BUNDLE:
     if (!absolute(v)) return bad(err, rec, k, "must be an absolute path");
-    if (id == K_CWD) s->cwd = v;
+    if (id == K_BUNDLE) s->bundle = v;
+    else if (id == K_CWD) s->cwd = v;
     else if (id == K_STATE) s->state = v;
     else if (id == K_LOG) s->log = v;
     else s->cgroups[s->n_cgroups++] = v;
@@ -197,7 +257,8 @@ static int alloc_arrays(struct spec *s, size_t n, struct shim_err *err) {
   s->cgroups = calloc(n, sizeof *s->cgroups);
   s->binds = calloc(n, sizeof *s->binds);
   s->devices = calloc(n, sizeof *s->devices);
-  if (!s->lower || !s->args || !s->env || !s->cgroups || !s->binds || !s->devices)
+  s->hooks = calloc(n, sizeof *s->hooks);
+  if (!s->lower || !s->args || !s->env || !s->cgroups || !s->binds || !s->devices || !s->hooks)
     return shim_err_sys(err, ENOMEM, "calloc", "spec");
   return 0;
 }
@@ -239,6 +300,12 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct shim_err *err) {
     return shim_err_new(err, EXIT_SHIM_FAILED, "spec: idmap=1 takes at most %d lower layers", CHAN_MAX_FDS);
   if (s->tty && s->detach)
     return shim_err_new(err, EXIT_SHIM_FAILED, "spec: tty=1 and detach=1 cannot be combined");
+  for (size_t i = 0; i < s->n_hooks; i++) {
+    struct spec_hook *h = &s->hooks[i];
+    if (h->n_args == 0 && push_str(&h->args, &h->n_args, (char *)h->path) < 0)
+      return shim_err_sys(err, ENOMEM, "realloc", "spec hook");
+    if (!h->env && !(h->env = calloc(1, sizeof *h->env))) return shim_err_sys(err, ENOMEM, "calloc", "spec hook");
+  }
   return 0;
 }
 
@@ -267,6 +334,13 @@ int spec_load(struct spec *s, const char *path, struct shim_err *err) {
 }
 
 void spec_free(struct spec *s) {
+  for (size_t i = 0; s->hooks && i < s->n_hooks; i++) {
+    free(s->hooks[i].args);
+    free(s->hooks[i].env);
+  }
+  free(s->hooks);
+  s->hooks = NULL;
+  s->n_hooks = 0;
   free(s->buf);
   free(s->lower);
   free(s->args);

@@ -17,6 +17,18 @@ struct spec_device {
   const char *path;
 };
 
+/* OCI hooks the shim runs itself (docs/shim-spec.md); poststart/poststop are the agent's. */
+enum hook_kind { HOOK_CREATE_RUNTIME, HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER, HOOK_KINDS };
+
+struct spec_hook {
+  enum hook_kind kind;
+  unsigned timeout_s;
+  const char *path;
+  char **args; /* owned array, NULL-terminated; { path } when no hook_arg was given */
+  char **env;  /* owned array, NULL-terminated */
+  size_t n_args, n_env;
+};
+
 struct spec {
   char *buf; /* owned: the records; every string below points into it */
   size_t len;
@@ -38,7 +50,16 @@ struct spec {
   unsigned host_uid, host_gid, userns_size;
   int idmap; /* lower layers owned as in the image, shifted by idmapped mounts (needs userns) */
   long long log_max; /* 0: no cap */
+  struct spec_hook *hooks;
+  size_t n_hooks;
+  const char *bundle; /* the OCI bundle directory named in the hooks' state */
 };
+
+/* "createRuntime", "createContainer", "startContainer". */
+const char *spec_hook_kind_name(enum hook_kind kind);
+
+/* How many hooks of this kind the spec holds. */
+size_t spec_hook_count(const struct spec *s, enum hook_kind kind);
 
 /* Parse len bytes at buf; takes ownership of buf (malloc'd) even on failure. */
 int spec_parse(struct spec *s, char *buf, size_t len, struct shim_err *err);

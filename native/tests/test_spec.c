@@ -110,8 +110,41 @@ static void malformed(void) {
   expect_bad("tty with detach", "cannot be combined", (const char *const[]){BASE, "arg=x", "tty=1", "detach=1", NULL});
 }
 
+static void hooks(void) {
+  struct spec s;
+  struct shim_err err = {0};
+  const char *const recs[] = {BASE, "arg=sh", "bundle=/c/oci", "hook=createRuntime\t5\t/usr/bin/rt",
+                              "hook=createContainer\t30\t/usr/bin/ctk", "hook_arg=nvidia-ctk", "hook_arg=update ldcache",
+                              "hook_env=A=1", "hook=startContainer\t1\t/bin/st", "hook_env=B=2", NULL};
+  int r = parse(&s, &err, recs);
+  if (!ok(r == 0, "parses hooks")) printf("# %s\n", err.msg);
+  ok(s.n_hooks == 3 && strcmp(s.bundle, "/c/oci") == 0, "three hooks and the bundle");
+  ok(s.hooks[0].kind == HOOK_CREATE_RUNTIME && s.hooks[0].timeout_s == 5 && s.hooks[0].n_args == 1 &&
+         strcmp(s.hooks[0].args[0], "/usr/bin/rt") == 0 && s.hooks[0].args[1] == NULL && s.hooks[0].env[0] == NULL,
+     "a hook without args gets argv { path } and an empty env");
+  ok(s.hooks[1].kind == HOOK_CREATE_CONTAINER && s.hooks[1].n_args == 2 &&
+         strcmp(s.hooks[1].args[1], "update ldcache") == 0 && s.hooks[1].args[2] == NULL && s.hooks[1].n_env == 1 &&
+         strcmp(s.hooks[1].env[0], "A=1") == 0 && s.hooks[1].env[1] == NULL,
+     "hook_arg and hook_env belong to the hook before them");
+  ok(s.hooks[2].kind == HOOK_START_CONTAINER && s.hooks[2].n_env == 1 && strcmp(s.hooks[2].env[0], "B=2") == 0,
+     "startContainer");
+  ok(spec_hook_count(&s, HOOK_CREATE_CONTAINER) == 1 && spec_hook_count(&s, HOOK_START_CONTAINER) == 1, "counts");
+  ok(strcmp(spec_hook_kind_name(HOOK_START_CONTAINER), "startContainer") == 0, "kind names");
+  spec_free(&s);
+
+  expect_bad("a hook_arg before any hook", "must follow a hook", (const char *const[]){BASE, "arg=x", "hook_arg=a", NULL});
+  expect_bad("a poststart hook", "KIND must be", (const char *const[]){BASE, "arg=x", "hook=poststart\t5\t/h", NULL});
+  expect_bad("a hook timeout of 0", "TIMEOUT_S", (const char *const[]){BASE, "arg=x", "hook=createRuntime\t0\t/h", NULL});
+  expect_bad("a relative hook path", "absolute", (const char *const[]){BASE, "arg=x", "hook=createRuntime\t5\th", NULL});
+  expect_bad("a hook missing its path", "KIND<TAB>", (const char *const[]){BASE, "arg=x", "hook=createRuntime\t5", NULL});
+  expect_bad("a hook_env without =", "KEY=VALUE",
+             (const char *const[]){BASE, "arg=x", "hook=createRuntime\t5\t/h", "hook_env=A", NULL});
+  expect_bad("a relative bundle", "absolute", (const char *const[]){BASE, "arg=x", "bundle=oci", NULL});
+}
+
 int main(void) {
   well_formed();
+  hooks();
   malformed();
   return tap_done();
 }
