@@ -28,4 +28,6 @@ export class ContainerPaths {
   get state(): string { return join(this.dir, 'state.json'); }
   get spec(): string { return join(this.dir, 'spec'); }
   get log(): string { return join(this.dir, 'log'); }
+  /** The OCI bundle named in CDI hooks' state: an OCI-shaped config.json, written only for hooks. */
+  get bundle(): string { return join(this.dir, 'oci'); }
 }

@@ -20,8 +20,9 @@ import {
 import type { BindMount, ContainerInfo, RunRequest, RunResult, StopResult } from './types.js';
 import { shiftedLayer } from './userns.js';
 import { ExitWatcher } from './exit-watcher.js';
-// CDI (agent/devices/cdi): device-cgroup rules, env, binds and poststart hooks from a container's devices.
-import { applyDeviceCgroup, containerDeviceEdits, runHooks } from '../devices/cdi/container.js';
+// CDI (agent/devices/cdi): device-cgroup rules, env, binds and hooks from a container's devices.
+import { applyDeviceCgroup, containerDeviceEdits } from '../devices/cdi/container.js';
+import { runHostHooks, shimHooks, writeHookBundle } from '../devices/cdi/hooks.js';
 
 /** What the runtime needs from the image store. */
 export interface ImageLookup {
@@ -178,7 +179,7 @@ export class ShimRuntime implements ContainerRuntime {
     try {
       return await this.startAttached(config, req.tty ?? false);
     } finally {
-      if (opts.remove) this.removeFiles(config.name);
+      if (opts.remove) await this.deleteStopped(config);
     }
   }
 
@@ -204,6 +205,11 @@ export class ShimRuntime implements ContainerRuntime {
     if (!('PATH' in ownEnv)) env.unshift(DEFAULT_PATH);
     if (!('HOME' in ownEnv)) env.push('HOME=/root');
     if (mode.tty && !('TERM' in ownEnv)) env.push(`TERM=${process.env['TERM'] ?? 'xterm'}`);
+    // Hooks get a bundle with an OCI-shaped config.json (written only for containers that have hooks).
+    const hooks = shimHooks(cdi.hooks);
+    const bundle = cdi.hooks.length > 0
+      ? writeHookBundle(cp.bundle, { name: config.name, rootfs: cp.rootfs, args: config.args, env, cwd: '/' })
+      : undefined;
     return {
       name: config.name,
       rootfs: cp.rootfs,
@@ -224,6 +230,8 @@ export class ShimRuntime implements ContainerRuntime {
       logMaxBytes: mode.detach ? this.opts.logMaxBytes : undefined,
       binds: [...config.binds, ...cdi.binds, this.runDirBind(config.name), ...(this.hooks.beforeStart?.(config) ?? [])],
       devices: cdi.nodes,
+      hooks,
+      bundle,
     };
   }
 
@@ -265,7 +273,7 @@ export class ShimRuntime implements ContainerRuntime {
       const startedAt = state?.startedAt ?? Date.now();
       this.log.info('container.started', { name: config.name, pid: started.pid, image: config.image });
       // CDI: poststart hooks run on the host once the workload runs (failures are logged, never fatal).
-      await runHooks(containerDeviceEdits(config.devices).hooks, 'poststart', { id: config.name, pid: started.pid, bundle: cp.dir }, this.log);
+      await runHostHooks(containerDeviceEdits(config.devices).hooks, 'poststart', { id: config.name, pid: started.pid, bundle: cp.bundle }, this.log);
       return { name: config.name, pid: started.pid, startedAt };
     } catch (e: unknown) {
       this.opts.cgroups.remove(config.name);
@@ -359,15 +367,22 @@ export class ShimRuntime implements ContainerRuntime {
   }
 
   async remove(name: string, opts: { force?: boolean } = {}): Promise<StopResult> {
-    this.requireConfig(name);
+    const config = this.requireConfig(name);
     if (this.isRunning(name)) {
       if (!opts.force) throw new FeatherError('CONFLICT', `container "${name}" is running; stop it first or remove with --force`);
       await this.stop(name, 0);
     }
     const state = readState(this.opts.paths.container(name).state);
-    this.removeFiles(name);
+    await this.deleteStopped(config);
     this.log.info('container.removed', { name });
     return { name, exitCode: state?.exitCode };
+  }
+
+  /** Delete a container that has run: its CDI poststop hooks (on the host, while the bundle exists), then its files. */
+  private async deleteStopped(config: ContainerConfig): Promise<void> {
+    const bundle = this.opts.paths.container(config.name).bundle;
+    await runHostHooks(containerDeviceEdits(config.devices).hooks, 'poststop', { id: config.name, pid: 0, bundle }, this.log);
+    this.removeFiles(config.name);
   }
 
   private removeFiles(name: string): void {

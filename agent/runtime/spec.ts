@@ -5,6 +5,16 @@ import type { BindMount, DeviceNode, NetworkMode } from './types.js';
 
 export const SPEC_VERSION = 1;
 
+/** An OCI hook the shim runs while it builds the container (docs/shim-spec.md). */
+export interface ShimHook {
+  kind: 'createRuntime' | 'createContainer' | 'startContainer';
+  path: string;
+  /** argv, the first being argv[0]. */
+  args: string[];
+  env: string[];
+  timeoutS: number;
+}
+
 export interface ShimSpec {
   name: string;
   rootfs: string;
@@ -28,6 +38,9 @@ export interface ShimSpec {
   logMaxBytes?: number | undefined;
   binds: BindMount[];
   devices: DeviceNode[];
+  hooks?: ShimHook[] | undefined;
+  /** The OCI bundle directory named in the hooks' state. */
+  bundle?: string | undefined;
 }
 
 export function encodeSpec(spec: ShimSpec): Buffer {
@@ -59,5 +72,12 @@ export function encodeSpec(spec: ShimSpec): Buffer {
   if (spec.logMaxBytes) add('log_max', spec.logMaxBytes);
   for (const b of spec.binds) add('bind', `${b.source}\t${b.target}\t${b.readonly ? 'ro' : 'rw'}`);
   for (const d of spec.devices) add('device', `${d.hostPath}\t${d.containerPath}`);
+  if (spec.bundle) add('bundle', spec.bundle);
+  for (const h of spec.hooks ?? []) {
+    if (h.path.includes('\t')) throw new FeatherError('BAD_REQUEST', `hook path ${JSON.stringify(h.path)} must not contain a tab`);
+    add('hook', `${h.kind}\t${h.timeoutS}\t${h.path}`);
+    for (const a of h.args) add('hook_arg', a);
+    for (const e of h.env) add('hook_env', e);
+  }
   return Buffer.from(records.map((r) => r + '\0').join(''), 'utf8');
 }

@@ -74,13 +74,13 @@ static int setup(const struct child_ctx *c, pid_t host_pid, const int *layers, s
   if (s->userns && userns_become_root(err) < 0) return -1;
   if (tie_to_parent(c->chan, err) < 0) return -1;
   if (unshare(CLONE_NEWCGROUP) < 0) return shim_err_sys(err, errno, "unshare", "cgroup namespace");
+  if (sethostname(s->name, strlen(s->name)) < 0) return shim_err_sys(err, errno, "sethostname", "%s", s->name);
   umask(0);
   cleanup_close int rootfd = mounts_build_root(s, layers, n_layers, err);
   if (rootfd < 0) return -1;
   if (creation_hooks(c, host_pid, err) < 0) return -1;
   if (mounts_pivot(rootfd, err) < 0) return -1;
   if (mounts_mask(err) < 0) return -1;
-  if (sethostname(s->name, strlen(s->name)) < 0) return shim_err_sys(err, errno, "sethostname", "%s", s->name);
   if (!s->net_host && net_loopback_up(err) < 0) return -1;
   umask(022);
   if (enter_cwd(s->cwd ? s->cwd : "/", err) < 0) return -1;

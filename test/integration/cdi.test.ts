@@ -1,6 +1,6 @@
 // CDI end to end, as root, with real containers on this host's cgroups (v1 here): a spec for a
 // fake vendor device (a character node with the numbers of /dev/null, under a temp CDI root),
-// resolved by the agent's resolver, applied by the runtime: node, env, mount, poststart hook,
+// resolved by the agent's resolver, applied by the runtime: node, env, mount, hooks of every kind,
 // device-cgroup rules that refuse any other device. Everything is removed at the end.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
@@ -104,7 +104,7 @@ if (!isRoot()) {
     }
     const state = JSON.parse(await waitForFile(join(cdiRoot, 'hook-state.json'))) as { id: string; pid: number; status: string; bundle: string };
     t.same({ id: state.id, pid: state.pid, status: state.status, bundle: state.bundle },
-      { id: 'cdi1', pid: r.pid, status: 'running', bundle: fx.paths.container('cdi1').dir }, 'the poststart hook got the OCI state');
+      { id: 'cdi1', pid: r.pid, status: 'running', bundle: fx.paths.container('cdi1').bundle }, 'the poststart hook got the OCI state');
     await exited('cdi1');
     const lines = await fx.runtime.logs('cdi1');
     t.equal(lines[0], 'character special file 1:3');
@@ -165,6 +165,109 @@ if (!isRoot()) {
     await exited('cdi2');
     t.same(await fx.runtime.logs('cdi2'), ['0', '/dev/acme-acc0', '0', '/dev/acme-acc0']);
     await fx.runtime.remove('cdi2');
+  });
+
+  // Every OCI hook kind a CDI spec can name, at its point of the container's life. The
+  // createContainer hook does what nvidia-ctk's update-ldcache does: it reads the state on stdin,
+  // the root path from the bundle's config.json, and writes into the container's root before pivot_root.
+  t.test('CDI hooks of every kind run where and when the OCI runtime spec says', async (t) => {
+    const out = mkdtempSync(join(tmpdir(), 'feather-cdi-hooks-'));
+    t.teardown(() => rmSync(out, { recursive: true, force: true }));
+    const ldcache = join(out, 'ldcache.py');
+    writeFileSync(ldcache, [
+      'import json, os, sys',
+      'state = json.load(sys.stdin)',
+      "config = json.load(open(os.path.join(state['bundle'], 'config.json')))",
+      "root = config['root']['path']",
+      "os.makedirs(os.path.join(root, 'etc/ld.so.conf.d'), exist_ok=True)",
+      "open(os.path.join(root, 'etc/ld.so.conf.d/acme.conf'), 'w').write('/usr/lib/acme\\n')",
+      `open(${JSON.stringify(join(out, 'createContainer.json'))}, 'w').write(json.dumps(dict(state, mnt=os.readlink('/proc/self/ns/mnt'), hostname=os.uname().nodename)))`,
+      '',
+    ].join('\n'));
+    const record = (kind: string): string => `{ cat; echo; readlink /proc/self/ns/mnt; } > ${join(out, `${kind}.json`)}`;
+    writeFileSync(join(cdiRoot, 'etc/cdi/hooked.yaml'), [
+      'cdiVersion: "0.6.0"',
+      'kind: acme.com/hooked',
+      'devices:',
+      '  - name: h0',
+      '    containerEdits:',
+      '      hooks:',
+      `        - { hookName: prestart, path: /bin/sh, args: [sh, -c, "${record('prestart')}"] }`,
+      `        - { hookName: createRuntime, path: /bin/sh, args: [sh, -c, "${record('createRuntime')}"] }`,
+      `        - { hookName: createContainer, path: /usr/bin/python3, args: [python3, ${ldcache}], env: [PATH=/usr/bin:/bin] }`,
+      '        - { hookName: startContainer, path: /bin/sh, args: [sh, -c, "{ cat; echo; echo $HOOK_MARK; } > /tmp/start.json"], env: [HOOK_MARK=mark-1] }',
+      `        - { hookName: poststart, path: /bin/sh, args: [sh, -c, "${record('poststart')}"] }`,
+      `        - { hookName: poststop, path: /bin/sh, args: [sh, -c, "${record('poststop')}"] }`,
+      '',
+    ].join('\n'));
+    t.teardown(() => rmSync(join(cdiRoot, 'etc/cdi/hooked.yaml'), { force: true }));
+    const hostMnt = execFileSync('readlink', ['/proc/self/ns/mnt'], { encoding: 'utf8' }).trim();
+    const devices = await resolver()(['acme.com/hooked=h0']);
+    const r = await fx.runtime.run({ name: 'cdi-hooks', image: 'busybox', args: ['sh', '-c', 'cat /etc/ld.so.conf.d/acme.conf; cat /tmp/start.json'], devices });
+    await exited('cdi-hooks');
+    const bundle = fx.paths.container('cdi-hooks').bundle;
+    const hostSide = (kind: string): { state: Record<string, unknown>; mnt: string } => {
+      const [json, mnt] = readFileSync(join(out, `${kind}.json`), 'utf8').trim().split('\n');
+      return { state: JSON.parse(json ?? '') as Record<string, unknown>, mnt: mnt ?? '' };
+    };
+    for (const kind of ['prestart', 'createRuntime']) {
+      const { state, mnt } = hostSide(kind);
+      t.same(state, { ociVersion: '1.0.2', id: 'cdi-hooks', status: 'creating', pid: r.pid, bundle, annotations: {} }, `${kind}: the OCI state, pid as the host sees it`);
+      t.equal(mnt, hostMnt, `${kind} runs in the runtime's (host's) mount namespace`);
+    }
+    const cc = JSON.parse(readFileSync(join(out, 'createContainer.json'), 'utf8')) as Record<string, unknown>;
+    t.match(cc, { id: 'cdi-hooks', status: 'creating', pid: r.pid, bundle }, 'createContainer: the OCI state');
+    t.not(cc['mnt'], hostMnt, "createContainer runs in the container's mount namespace");
+    t.equal(cc['hostname'], 'cdi-hooks', "and its UTS namespace");
+    const lines = await fx.runtime.logs('cdi-hooks');
+    t.equal(lines[0], '/usr/lib/acme', 'what createContainer wrote into the root through the bundle is in the container');
+    const start = JSON.parse(lines[1] ?? '') as Record<string, unknown>;
+    t.same(start, { ociVersion: '1.0.2', id: 'cdi-hooks', status: 'created', pid: r.pid, bundle, annotations: {} },
+      'startContainer ran inside the container (its path and output resolved there) before the workload');
+    t.equal(lines[2], 'mark-1', "the hook's own env");
+    t.equal(hostSide('poststart').state['status'], 'running');
+    t.notOk(existsSync(join(out, 'poststop.json')), 'poststop waits for the removal');
+    const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { root: { path: string }; process: { args: string[] } };
+    t.equal(config.root.path, fx.paths.container('cdi-hooks').rootfs, 'the bundle names the root');
+    await fx.runtime.remove('cdi-hooks');
+    t.match(hostSide('poststop').state, { id: 'cdi-hooks', status: 'stopped' }, 'poststop ran as the container was removed');
+    t.same(cgroupLeftovers('cdi-hooks'), []);
+  });
+
+  t.test('a failing or hanging creation hook fails the start with its reason and leaves nothing', async (t) => {
+    writeFileSync(join(cdiRoot, 'etc/cdi/badhooks.yaml'), [
+      'cdiVersion: "0.6.0"',
+      'kind: acme.com/badhook',
+      'devices:',
+      '  - name: fails',
+      '    containerEdits:',
+      '      hooks:',
+      '        - { hookName: createContainer, path: /bin/sh, args: [sh, -c, "echo cannot find libacme.so >&2; exit 4"] }',
+      '  - name: hangs',
+      '    containerEdits:',
+      '      hooks:',
+      '        - { hookName: createRuntime, path: /bin/sleep, args: [sleep, "60"], timeout: 1 }',
+      '  - name: missing',
+      '    containerEdits:',
+      '      hooks:',
+      '        - { hookName: startContainer, path: /usr/bin/not-in-the-image }',
+      '',
+    ].join('\n'));
+    t.teardown(() => rmSync(join(cdiRoot, 'etc/cdi/badhooks.yaml'), { force: true }));
+    const cases: Array<[string, RegExp]> = [
+      ['fails', /createContainer hook \/bin\/sh: exited with status 4: cannot find libacme\.so/],
+      ['hangs', /createRuntime hook \/bin\/sleep: killed after its timeout of 1s/],
+      ['missing', /startContainer hook \/usr\/bin\/not-in-the-image: exited with status 127/],
+    ];
+    for (const [name, message] of cases) {
+      const devices = await resolver()([`acme.com/badhook=${name}`]);
+      const started = Date.now();
+      await t.rejects(fx.runtime.run({ name: `cdi-bad-${name}`, image: 'busybox', args: ['true'], devices }), { message }, `${name}: the start fails and says why`);
+      t.ok(Date.now() - started < 20_000, `${name}: no wait past the hook's timeout`);
+      t.throws(() => fx.runtime.inspect(`cdi-bad-${name}`), { code: 'NOT_FOUND' }, `${name}: no container is left`);
+      t.same(cgroupLeftovers(`cdi-bad-${name}`), [], `${name}: no cgroup is left`);
+      t.same(hostMountsUnder(fx.paths.container(`cdi-bad-${name}`).dir), [], `${name}: no mount is left`);
+    }
   });
 
   t.test('unknown devices and kinds: clear errors, no container', async (t) => {

@@ -96,7 +96,9 @@ t.test('=all and several names: merged in order, spec-level edits once, shared n
   t.same(all.edits.nodes.map((n) => `${n.containerPath} ${n.major}:${n.minor}`), ['/dev/acme0 240:0', '/dev/acme-ctl 240:255', '/dev/acme1 240:1']);
   t.equal(all.edits.env['ACME_VISIBLE'], '1', 'later device wins');
   t.equal(all.edits.mounts.length, 1);
-  t.match(all.warnings, [/CDI hook createContainer \/usr\/bin\/acme-ldcache \(from acme\.com\/npu=npu1\) will not run: feather runs poststart hooks only/]);
+  t.same(all.warnings, [], 'every hook kind is applied: no warning');
+  t.same(all.edits.hooks.map((x) => `${x.hookName} ${x.path} ${x.device}`),
+    ['poststart /usr/bin/acme-hook acme.com/npu=npu0', 'createContainer /usr/bin/acme-ldcache acme.com/npu=npu1']);
 });
 
 t.test('a spec that defines "all" itself is used as it is', async (t) => {

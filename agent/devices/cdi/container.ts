@@ -4,7 +4,6 @@
 // the edits (env, bind mounts, hooks). They are saved in the container's config.json as they are,
 // so a restart applies the same edits without reading the specs again. Here the runtime turns
 // them back into shim records, device-cgroup rules and hooks.
-import { spawn } from 'node:child_process';
 import type { Logger } from '../../../shared/logging.js';
 import { isPlainObject } from '../../../shared/protocol/fields.js';
 import type { CgroupBackend, CgroupManager, DeviceRule } from '../../runtime/cgroups/types.js';
@@ -154,44 +153,4 @@ export function applyDeviceCgroup(cgroups: CgroupManager, name: string, devices:
   const nodes = containerDeviceEdits(devices).nodes;
   if (nodes.length > 0) log.warn('cgroup.devices_unsupported', { name, reason: result.reason, nodes: nodes.map((n) => n.containerPath) });
   return [];
-}
-
-// ---- hooks ----
-
-const DEFAULT_HOOK_TIMEOUT_S = 30;
-
-/**
- * Run the container's CDI hooks of one kind on the host, one after another, each with the OCI
- * state ({ociVersion, id, status, pid, bundle}) on stdin. A failing hook is logged; the rest still
- * run (as the OCI runtime spec asks for poststart hooks). Resolves when all are done.
- */
-export async function runHooks(hooks: readonly ResolvedHook[], hookName: 'poststart', state: { id: string; pid: number; bundle: string }, log: Logger): Promise<void> {
-  for (const h of hooks) {
-    if (h.hookName !== hookName) continue;
-    const stdin = JSON.stringify({ ociVersion: '1.0.2', id: state.id, status: 'running', pid: state.pid, bundle: state.bundle, annotations: {} });
-    try {
-      await runOne(h, stdin);
-      log.info('cdi.hook_ran', { name: state.id, hook: hookName, path: h.path, device: h.device });
-    } catch (e: unknown) {
-      log.warn('cdi.hook_failed', { name: state.id, hook: hookName, path: h.path, device: h.device, error: e instanceof Error ? e.message : String(e) });
-    }
-  }
-}
-
-function runOne(h: ResolvedHook, stdin: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const [argv0, ...args] = h.args.length > 0 ? h.args : [h.path];
-    const child = spawn(h.path, args, { argv0, env: Object.fromEntries(h.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])), stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), (h.timeoutS ?? DEFAULT_HOOK_TIMEOUT_S) * 1000);
-    child.stderr.on('data', (b: Buffer) => { if (stderr.length < 2048) stderr += b.toString('utf8'); });
-    child.stdin.on('error', () => undefined); // a hook that does not read its stdin
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`${h.path} ${signal !== null ? `was killed by ${signal}${signal === 'SIGKILL' ? ' (timeout?)' : ''}` : `exited with ${code}`}${stderr ? `: ${stderr.trim()}` : ''}`));
-    });
-    child.stdin.end(stdin);
-  });
 }

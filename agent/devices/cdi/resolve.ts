@@ -166,15 +166,10 @@ class EditsBuilder {
 
 /**
  * The merged edits of `names`, in order ("=all" expanded, duplicates once), with the warnings
- * about what could not be applied exactly (ignored fields, hooks that will not run).
+ * about what could not be applied exactly (ignored fields).
  */
 export function resolveCdiDevices(registry: CdiRegistry, names: readonly string[], opts: ResolveOptions = {}): { edits: ResolvedEdits; warnings: string[] } {
   const b = new EditsBuilder(registry.root, opts.stat ?? statNode, opts.exists ?? defaultExists);
   for (const name of names) for (const entry of lookup(registry, name)) b.addDevice(entry);
-  for (const h of b.out.hooks) {
-    if (h.hookName !== 'poststart') {
-      b.warnings.push(`CDI hook ${h.hookName} ${h.path} (from ${h.device}) will not run: feather runs poststart hooks only`);
-    }
-  }
   return { edits: b.out, warnings: b.warnings };
 }
