@@ -10,6 +10,7 @@
 
 #include "cgroup.h"
 #include "chan.h"
+#include "devfilter.h"
 #include "hooks.h"
 #include "idmap.h"
 #include "userns.h"
@@ -22,11 +23,13 @@ static int clone_flags(const struct spec *s) {
   return f;
 }
 
-/* Before the child goes on: its id maps, then its cgroups (so it never runs unlimited). */
+/* Before the child goes on: its id maps, the device filter, then its cgroups (so it never runs
+ * unlimited, and never meets a device node unfiltered). */
 static int prepare_child(pid_t pid, const struct spec *s, int chan, struct shim_err *err) {
   int layers[CHAN_MAX_FDS];
   size_t n = 0;
   if (s->userns && userns_write_maps(pid, s, err) < 0) return -1;
+  if (s->devcgroup && devfilter_apply(s->devcgroup, s->devrules, s->n_devrules, err) < 0) return -1;
   for (size_t i = 0; i < s->n_cgroups; i++)
     if (cgroup_join(s->cgroups[i], pid, err) < 0) return -1;
   if (s->idmap) {

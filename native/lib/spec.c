@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "chan.h"
+#include "devfilter.h"
 #include "util.h"
 
 #define SPEC_MAX_BYTES (4 << 20)
@@ -16,7 +17,7 @@
 enum key_id {
   K_VERSION, K_NAME, K_ROOTFS, K_LOWER, K_UPPER, K_WORK, K_ARG, K_ENV, K_CWD, K_NETWORK,
   K_CGROUP, K_USERNS, K_IDMAP, K_TTY, K_DETACH, K_INIT, K_STATE, K_LOG, K_LOG_MAX, K_BIND, K_DEVICE,
-  K_HOOK, K_HOOK_ARG, K_HOOK_ENV, K_BUNDLE,
+  K_HOOK, K_HOOK_ARG, K_HOOK_ENV, K_BUNDLE, K_DEVCGROUP, K_DEVRULE,
   K_COUNT
 };
 
@@ -37,6 +38,7 @@ static const struct key_def keys[K_COUNT] = {
     [K_BIND] = {"bind", 0, 1},       [K_DEVICE] = {"device", 0, 1},
     [K_HOOK] = {"hook", 0, 1},       [K_HOOK_ARG] = {"hook_arg", 0, 1}, [K_HOOK_ENV] = {"hook_env", 0, 1},
     [K_BUNDLE] = {"bundle", 0, 0},
+    [K_DEVCGROUP] = {"devcgroup", 0, 0}, [K_DEVRULE] = {"devrule", 0, 1},
 };
 
 static const char *const hook_kinds[HOOK_KINDS] = {
@@ -202,6 +204,15 @@ static int set_value(struct spec *s, int id, char *v, size_t rec, struct shim_er
     return parse_hook(s, v, rec, err);
   case K_HOOK_ARG: case K_HOOK_ENV:
     return add_hook_item(s, id, v, rec, err);
+  case K_DEVCGROUP:
+    if (!absolute(v)) return bad(err, rec, k, "must be an absolute path");
+    s->devcgroup = v;
+    return 0;
+  case K_DEVRULE:
+    if (s->n_devrules == DEVFILTER_MAX_RULES) return bad(err, rec, k, "too many (at most 512)");
+    if (devrule_parse(v, &s->devrules[s->n_devrules], err) < 0) return shim_err_wrap(err, "spec: record %zu (%s)", rec, k);
+    s->n_devrules++;
+    return 0;
   case K_CWD: case K_STATE: case K_LOG: case K_CGROUP: case K_BUNDLE:
     if (!absolute(v)) return bad(err, rec, k, "must be an absolute path");
     if (id == K_BUNDLE) s->bundle = v;
@@ -250,6 +261,12 @@ static int set_value(struct spec *s, int id, char *v, size_t rec, struct shim_er
   return bad(err, rec, k, "unhandled key");
 }
 
+static int spec_has_cgroup(const struct spec *s, const char *dir) {
+  for (size_t i = 0; i < s->n_cgroups; i++)
+    if (strcmp(s->cgroups[i], dir) == 0) return 1;
+  return 0;
+}
+
 static int alloc_arrays(struct spec *s, size_t n, struct shim_err *err) {
   s->lower = calloc(n, sizeof *s->lower);
   s->args = calloc(n + 1, sizeof *s->args);
@@ -258,7 +275,8 @@ static int alloc_arrays(struct spec *s, size_t n, struct shim_err *err) {
   s->binds = calloc(n, sizeof *s->binds);
   s->devices = calloc(n, sizeof *s->devices);
   s->hooks = calloc(n, sizeof *s->hooks);
-  if (!s->lower || !s->args || !s->env || !s->cgroups || !s->binds || !s->devices || !s->hooks)
+  s->devrules = calloc(n, sizeof *s->devrules);
+  if (!s->lower || !s->args || !s->env || !s->cgroups || !s->binds || !s->devices || !s->hooks || !s->devrules)
     return shim_err_sys(err, ENOMEM, "calloc", "spec");
   return 0;
 }
@@ -300,6 +318,11 @@ int spec_parse(struct spec *s, char *buf, size_t len, struct shim_err *err) {
     return shim_err_new(err, EXIT_SHIM_FAILED, "spec: idmap=1 takes at most %d lower layers", CHAN_MAX_FDS);
   if (s->tty && s->detach)
     return shim_err_new(err, EXIT_SHIM_FAILED, "spec: tty=1 and detach=1 cannot be combined");
+  if (s->n_devrules > 0 && !s->devcgroup)
+    return shim_err_new(err, EXIT_SHIM_FAILED, "spec: devrule needs devcgroup=DIR (where the device filter is attached)");
+  if (s->devcgroup && !spec_has_cgroup(s, s->devcgroup))
+    return shim_err_new(err, EXIT_SHIM_FAILED,
+                        "spec: devcgroup %s must also be a cgroup= record (the filter applies to the tasks in it)", s->devcgroup);
   for (size_t i = 0; i < s->n_hooks; i++) {
     struct spec_hook *h = &s->hooks[i];
     if (h->n_args == 0 && push_str(&h->args, &h->n_args, (char *)h->path) < 0)
@@ -340,6 +363,9 @@ void spec_free(struct spec *s) {
   }
   free(s->hooks);
   s->hooks = NULL;
+  free(s->devrules);
+  s->devrules = NULL;
+  s->n_devrules = 0;
   s->n_hooks = 0;
   free(s->buf);
   free(s->lower);

@@ -20,6 +20,8 @@ struct spec_device {
 /* OCI hooks the shim runs itself (docs/shim-spec.md); poststart/poststop are the agent's. */
 enum hook_kind { HOOK_CREATE_RUNTIME, HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER, HOOK_KINDS };
 
+struct devrule; /* devfilter.h */
+
 struct spec_hook {
   enum hook_kind kind;
   unsigned timeout_s;
@@ -53,6 +55,9 @@ struct spec {
   struct spec_hook *hooks;
   size_t n_hooks;
   const char *bundle; /* the OCI bundle directory named in the hooks' state */
+  const char *devcgroup;    /* cgroup2 dir that gets the device filter (devfilter.h), or NULL */
+  struct devrule *devrules; /* its allow-list; everything else is denied */
+  size_t n_devrules;
 };
 
 /* "createRuntime", "createContainer", "startContainer". */

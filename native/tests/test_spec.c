@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devfilter.h"
 #include "spec.h"
 #include "tap.h"
 
@@ -142,9 +143,46 @@ static void hooks(void) {
   expect_bad("a relative bundle", "absolute", (const char *const[]){BASE, "arg=x", "bundle=oci", NULL});
 }
 
+static void device_filter(void) {
+  struct spec s;
+  struct shim_err err = {0};
+  const char *const recs[] = {BASE, "arg=sh", "cgroup=/sys/fs/cgroup/feather/web-1", "devcgroup=/sys/fs/cgroup/feather/web-1",
+                              "devrule=c * * m", "devrule=c 1 3 rwm", "devrule=c 136 * rw", NULL};
+  int r = parse(&s, &err, recs);
+  if (!ok(r == 0, "parses devcgroup and devrules")) printf("# %s\n", err.msg);
+  is_str(s.devcgroup, "/sys/fs/cgroup/feather/web-1", "devcgroup");
+  ok(s.n_devrules == 3 && s.devrules[0].type == 'c' && s.devrules[0].major == DEVRULE_ANY &&
+         s.devrules[0].access == DEVRULE_MKNOD,
+     "devrule c * * m");
+  ok(s.devrules[1].major == 1 && s.devrules[1].minor == 3 && s.devrules[1].access == DEVRULE_RWM, "devrule c 1 3 rwm");
+  ok(s.devrules[2].minor == DEVRULE_ANY && s.devrules[2].access == (DEVRULE_READ | DEVRULE_WRITE), "rules keep order");
+  spec_free(&s);
+
+  const char *const deny_all[] = {BASE, "arg=sh", "cgroup=/cg/x", "devcgroup=/cg/x", NULL};
+  r = parse(&s, &err, deny_all);
+  ok(r == 0 && s.devcgroup && s.n_devrules == 0, "devcgroup without rules: every device denied");
+  spec_free(&s);
+  r = parse(&s, &err, (const char *const[]){BASE, "arg=sh", NULL});
+  ok(r == 0 && s.devcgroup == NULL && s.n_devrules == 0, "no devcgroup: no filter");
+  spec_free(&s);
+
+  expect_bad("a devrule without devcgroup", "devrule needs devcgroup",
+             (const char *const[]){BASE, "arg=x", "devrule=c 1 3 rwm", NULL});
+  expect_bad("a devcgroup that is no cgroup record", "must also be a cgroup= record",
+             (const char *const[]){BASE, "arg=x", "cgroup=/cg/a", "devcgroup=/cg/b", NULL});
+  expect_bad("a relative devcgroup", "absolute", (const char *const[]){BASE, "arg=x", "devcgroup=cg", NULL});
+  expect_bad("two devcgroups", "given twice",
+             (const char *const[]){BASE, "arg=x", "cgroup=/cg", "devcgroup=/cg", "devcgroup=/cg", NULL});
+  expect_bad("a devrule with v1 syntax", "record 11 (devrule): must be TYPE MAJOR MINOR ACCESS",
+             (const char *const[]){BASE, "arg=x", "cgroup=/cg", "devcgroup=/cg", "devrule=c 1:3 rwm", NULL});
+  expect_bad("a devrule access x", "(devrule): access must be some of r, w, m",
+             (const char *const[]){BASE, "arg=x", "cgroup=/cg", "devcgroup=/cg", "devrule=c 1 3 rwx", NULL});
+}
+
 int main(void) {
   well_formed();
   hooks();
+  device_filter();
   malformed();
   return tap_done();
 }
