@@ -1,11 +1,12 @@
 // npm run bench -- inference [--model heavy|tiny] [--rate 200] [--duration 5] [--rounds 6]
-//                            [--threads 1] [--cpus N] [--warmup 50] [--layers 6 --width 512 --batch 32]
+//                            [--threads 1] [--cpus N] [--pin CORE] [--warmup 50] [--layers 6 --width 512 --batch 32]
 // One model's inference latency inside a Feather container (busybox + the onnx module layer,
 // the model bind-mounted from the image store, telemetry over the statsd socket) beside the same
 // runner, same options, run directly on the host. Both report every latency over a unix datagram
 // socket bound by this process with the agent's own code; the figures are computed from those
 // lines, so both sides are measured by the same path. Rounds alternate host/container (and which
-// goes first) so that drift on the machine falls on both alike. Needs root.
+// goes first) so that drift on the machine falls on both alike. --pin puts both on one core (taskset
+// for the host runner, the container's cpuset), so neither side gains from migrations. Needs root.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -33,13 +34,15 @@ interface Options {
   threads: number;
   cpus: number;
   warmup: number;
+  /** -1: no pinning. */
+  pin: number;
   layers: number;
   width: number;
   batch: number;
 }
 
 function parseArgs(args: string[]): Options {
-  const o: Options = { model: 'heavy', rate: 200, duration: 5, rounds: 6, threads: 1, cpus: cpus().length, warmup: 50, layers: 6, width: 512, batch: 32 };
+  const o: Options = { model: 'heavy', rate: 200, duration: 5, rounds: 6, threads: 1, cpus: cpus().length, warmup: 50, pin: -1, layers: 6, width: 512, batch: 32 };
   for (let i = 0; i < args.length; i++) {
     const key = args[i]?.replace(/^--/, '') ?? '';
     const value = args[++i];
@@ -49,7 +52,7 @@ function parseArgs(args: string[]): Options {
       o.model = value;
     } else {
       const n = Number(value);
-      if (!Number.isFinite(n) || n <= 0) throw new Error(`--${key} takes a positive number`);
+      if (!Number.isFinite(n) || n < 0 || (n === 0 && key !== 'pin')) throw new Error(`--${key} takes a positive number`);
       (o as unknown as Record<string, number>)[key] = n;
     }
   }
@@ -94,7 +97,9 @@ async function onHost(o: Options, modelFile: string, dir: string): Promise<Omit<
   const sock = collect(dir);
   try {
     const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn(process.execPath, [RUNNER, ...runnerArgs(o, modelFile, o.model), '--statsd', sock.path], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const argv = [process.execPath, RUNNER, ...runnerArgs(o, modelFile, o.model), '--statsd', sock.path];
+      if (o.pin >= 0) argv.unshift('taskset', '-c', String(o.pin));
+      const child = spawn(argv[0] ?? '', argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
@@ -117,7 +122,7 @@ async function inContainer(o: Options, rt: ShimRuntime, layer: string, modelDir:
     await rt.run({
       name, image: 'busybox', extraLayers: [layer],
       args: runnerCommand(runnerArgs(o, `/models/${o.model}`, o.model)),
-      limits: { memoryBytes: 512 * 2 ** 20, cpus: o.cpus, pids: 64 },
+      limits: { memoryBytes: 512 * 2 ** 20, cpus: o.cpus, pids: 64, cpuset: o.pin >= 0 ? String(o.pin) : undefined },
       binds: [{ source: modelDir, target: `/models/${o.model}`, readonly: true }],
     });
     for (;;) {
@@ -164,7 +169,7 @@ export async function benchInference(args: string[]): Promise<void> {
 
     const shape = o.model === 'tiny' ? '4->8->3' : `${o.layers} x MatMul ${o.batch}x${o.width}·${o.width}x${o.width}`;
     console.log(`inference benchmark: model ${o.model} (${shape}, ${(built.bytes.length / 2 ** 20).toFixed(1)} MiB), ${o.rate}/s for ${o.duration} s x ${o.rounds} rounds per side, ` +
-      `${o.threads} intra-op thread(s), container cpus ${o.cpus} of ${cpus().length}, memory 512Mi, pids 64`);
+      `${o.threads} intra-op thread(s), container cpus ${o.cpus} of ${cpus().length}, memory 512Mi, pids 64${o.pin >= 0 ? `, both pinned to core ${o.pin}` : ''}`);
     console.log(`onnx module: ${(mod.size / 2 ** 20).toFixed(1)} MiB gzipped, built in ${buildS.toFixed(1)} s; load average before ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 
     const runs: Run[] = [];
