@@ -32,7 +32,7 @@ export function formatInventory(inv: Inventory, cdi: CdiView): string {
     ['MEMORY', formatBytes(inv.memoryBytes)],
     ['DISK FREE', formatBytes(inv.disk.freeBytes)],
     ['KERNEL', inv.kernel],
-    ['CGROUP', inv.cgroup === 'v2' ? 'v2 (no device rules: BPF device programs are not implemented)' : 'v1'],
+    ['CGROUP', inv.cgroup === 'v2' ? 'v2 (device rules: a BPF program per container)' : 'v1'],
     ['RUNTIMES', inv.runtimes.join(' ')],
     ['LABELS', labels === '' ? '-' : labels],
   ];

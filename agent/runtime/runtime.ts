@@ -9,7 +9,7 @@ import { isPidAlive } from '../../shared/process.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import type { DataPaths, ContainerPaths } from '../paths.js';
 import type { ContainerRuntime, ContainerExit, GcReport } from './api.js';
-import type { CgroupManager, CgroupUsage } from './cgroups/types.js';
+import type { CgroupManager, CgroupUsage, DeviceFilter } from './cgroups/types.js';
 import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from '../../shared/limits.js';
 import { encodeSpec, type ShimSpec } from './spec.js';
 import { locateShim, runAttached, shimFeatures, startDetached, type ShimFeatures } from './shim.js';
@@ -196,7 +196,7 @@ export class ShimRuntime implements ContainerRuntime {
     return this.startAttached(config, tty);
   }
 
-  private spec(config: ContainerConfig, cgroupDirs: string[], mode: { detach: boolean; tty: boolean }): ShimSpec {
+  private spec(config: ContainerConfig, cgroupDirs: string[], mode: { detach: boolean; tty: boolean }, deviceFilter?: DeviceFilter): ShimSpec {
     const cp = this.opts.paths.container(config.name);
     // CDI: the specs' env under the workload's own; their mounts after the binds; only real nodes as devices.
     const cdi = containerDeviceEdits(config.devices);
@@ -232,6 +232,7 @@ export class ShimRuntime implements ContainerRuntime {
       devices: cdi.nodes,
       hooks,
       bundle,
+      deviceFilter,
     };
   }
 
@@ -253,10 +254,12 @@ export class ShimRuntime implements ContainerRuntime {
     this.opts.cgroups.remove(config.name);
     const cgroupDirs = this.opts.cgroups.create(config.name, config.limits);
     try {
-      // CDI: device-cgroup rules (v1: deny all, the shim's /dev basics, the container's nodes) before the workload runs.
-      cgroupDirs.push(...applyDeviceCgroup(this.opts.cgroups, config.name, config.devices, this.log));
+      // CDI: device-cgroup rules (deny all, the shim's /dev basics, the container's nodes) before the workload
+      // runs: v1 writes them; on v2 the shim attaches them as a BPF program.
+      const devices = applyDeviceCgroup(this.opts.cgroups, config.name, config.devices, this.log);
+      cgroupDirs.push(...devices.dirs);
       rmSync(cp.state, { force: true });
-      writeFileSync(cp.spec, encodeSpec(this.spec(config, cgroupDirs, mode)), { mode: 0o600 });
+      writeFileSync(cp.spec, encodeSpec(this.spec(config, cgroupDirs, mode, devices.filter)), { mode: 0o600 });
     } catch (e: unknown) {
       this.opts.cgroups.remove(config.name);
       throw e;

@@ -1,6 +1,8 @@
 // Encodes the feather-shim spec, format version 1 (docs/shim-spec.md): NUL-terminated
 // `key=value` records, so that no argument ever needs quoting.
 import { FeatherError } from '../../shared/errors.js';
+import { formatDeviceFilterRule } from './cgroups/devices.js';
+import type { DeviceFilter } from './cgroups/types.js';
 import type { BindMount, DeviceNode, NetworkMode } from './types.js';
 
 export const SPEC_VERSION = 1;
@@ -41,6 +43,8 @@ export interface ShimSpec {
   hooks?: ShimHook[] | undefined;
   /** The OCI bundle directory named in the hooks' state. */
   bundle?: string | undefined;
+  /** cgroup v2: the BPF device filter the shim attaches to `deviceFilter.cgroup`, one of `cgroups`. */
+  deviceFilter?: DeviceFilter | undefined;
 }
 
 export function encodeSpec(spec: ShimSpec): Buffer {
@@ -73,6 +77,14 @@ export function encodeSpec(spec: ShimSpec): Buffer {
   for (const b of spec.binds) add('bind', `${b.source}\t${b.target}\t${b.readonly ? 'ro' : 'rw'}`);
   for (const d of spec.devices) add('device', `${d.hostPath}\t${d.containerPath}`);
   if (spec.bundle) add('bundle', spec.bundle);
+  if (spec.deviceFilter) {
+    // The filter applies to the tasks in its directory, so the shim must join it (it checks too).
+    if (!spec.cgroups.includes(spec.deviceFilter.cgroup)) {
+      throw new FeatherError('BAD_REQUEST', `the device filter's cgroup ${spec.deviceFilter.cgroup} is not one the container joins`);
+    }
+    add('devcgroup', spec.deviceFilter.cgroup);
+    for (const r of spec.deviceFilter.rules) add('devrule', formatDeviceFilterRule(r));
+  }
   for (const h of spec.hooks ?? []) {
     if (h.path.includes('\t')) throw new FeatherError('BAD_REQUEST', `hook path ${JSON.stringify(h.path)} must not contain a tab`);
     add('hook', `${h.kind}\t${h.timeoutS}\t${h.path}`);

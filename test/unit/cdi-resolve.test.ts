@@ -159,7 +159,7 @@ t.test('the runtime\'s view: DeviceNodes that survive config.json, split back at
   t.same(containerDeviceEdits(plain).nodes, plain);
 });
 
-t.test('applyDeviceCgroup: rules go to a backend that has them; v2 logs the gap', async (t) => {
+t.test('applyDeviceCgroup: rules go to a backend that has them; v2 passes a filter on; no controller logs the gap', async (t) => {
   const calls: [string, string[]][] = [];
   const base: CgroupManager = { mode: 'v1', create: () => [], usage: () => undefined, remove: () => undefined, list: () => [] };
   const v1: CgroupManager & Pick<CgroupBackend, 'setDevices'> = {
@@ -169,15 +169,18 @@ t.test('applyDeviceCgroup: rules go to a backend that has them; v2 logs the gap'
   const warned: string[] = [];
   const log: Logger = { ...createLogger('test'), warn: (event: string) => { warned.push(event); } };
   const nodes = [{ hostPath: '/x', containerPath: '/dev/x', cdi: { device: 'a.com/b=c', type: 'c' as const, major: 240, minor: 3, access: 'rw' } }];
-  t.same(applyDeviceCgroup(v1, 'web', nodes, log), ['/cg/devices/feather/web']);
+  t.same(applyDeviceCgroup(v1, 'web', nodes, log), { dirs: ['/cg/devices/feather/web'] });
   t.equal(calls[0]?.[0], 'web');
   t.equal(calls[0]?.[1].at(-1), 'c 240:3 rw');
-  const v2: CgroupManager & Pick<CgroupBackend, 'setDevices'> = { ...base, mode: 'v2', setDevices: () => ({ supported: false as const, reason: 'needs BPF' }) };
-  t.same(applyDeviceCgroup(v2, 'web', [], log), []);
+  const filter = { cgroup: '/cg/feather/web', rules: [{ type: 'c' as const, major: 1, minor: 3, access: 'rwm' }] };
+  const v2: CgroupManager & Pick<CgroupBackend, 'setDevices'> = { ...base, mode: 'v2', setDevices: () => ({ supported: true as const, dirs: [], filter }) };
+  t.same(applyDeviceCgroup(v2, 'web', nodes, log), { dirs: [], filter }, 'v2: the filter for the shim, no extra dir');
+  const none: CgroupManager & Pick<CgroupBackend, 'setDevices'> = { ...base, setDevices: () => ({ supported: false as const, reason: 'no devices controller' }) };
+  t.same(applyDeviceCgroup(none, 'web', [], log), { dirs: [] });
   t.same(warned, [], 'no warning without nodes');
-  t.same(applyDeviceCgroup(v2, 'web', nodes, log), []);
+  t.same(applyDeviceCgroup(none, 'web', nodes, log), { dirs: [] });
   t.same(warned, ['cgroup.devices_unsupported']);
-  t.same(applyDeviceCgroup(base, 'web', nodes, log), [], 'a manager without setDevices is left alone');
+  t.same(applyDeviceCgroup(base, 'web', nodes, log), { dirs: [] }, 'a manager without setDevices is left alone');
 });
 
 t.test('toDeviceNodes: nothing requested, nothing but the carrier', async (t) => {

@@ -2,6 +2,9 @@ import t from 'tap';
 import { mkdirSync, rmSync } from 'node:fs';
 import { configureLogging } from '../../shared/logging.js';
 import { V2Cgroups, type V2Controller } from '../../agent/runtime/cgroups/v2.js';
+import { formatDeviceFilterRule, toDeviceFilterRules } from '../../agent/runtime/cgroups/devices.js';
+import type { DeviceRule } from '../../agent/runtime/cgroups/types.js';
+import { BASELINE_DEVICE_RULES } from '../../agent/devices/cdi/container.js';
 import type { Limits } from '../../shared/limits.js';
 import { fakeV2, type FakeCgroupFs } from '../helpers/fake-cgroupfs.js';
 
@@ -157,9 +160,41 @@ t.test('names are checked before they become paths', async (t) => {
   t.throws(() => cg.create('ok', { ...SEED, pids: 0 }), { code: 'BAD_REQUEST' });
 });
 
-t.test('devices on v2 say plainly that they are not supported', async (t) => {
+t.test('devices on v2: the rules become the allow-list the shim attaches to the container cgroup; nothing is written', async (t) => {
+  const { fake, cg } = setup(t);
+  cg.create('web1', SEED);
+  const writes = fake.writes.length;
+  const r = cg.setDevices('web1', [...BASELINE_DEVICE_RULES, { allow: true, type: 'c', major: 240, minor: 3, access: 'rw' }]);
+  if (!r.supported) throw new Error(r.reason);
+  t.same(r.dirs, [], 'no directory beyond the one create() returned');
+  t.equal(r.filter?.cgroup, fake.path('feather/web1'));
+  t.same(r.filter?.rules.map(formatDeviceFilterRule), [
+    'c * * m', 'b * * m', 'c 1 3 rwm', 'c 1 5 rwm', 'c 1 7 rwm', 'c 1 8 rwm', 'c 1 9 rwm', 'c 5 0 rwm', 'c 5 2 rwm', 'c 136 * rwm', 'c 240 3 rw',
+  ]);
+  t.equal(fake.writes.length, writes, 'v2 has no device files to write');
+});
+
+t.test('devices on v2: refused before the cgroup exists, for bad names and for bad rules', async (t) => {
   const { cg } = setup(t);
-  const r = cg.setDevices('web1', [{ allow: false, type: 'a', access: 'rwm' }]);
-  t.equal(r.supported, false);
-  if (!r.supported) t.match(r.reason, /BPF/);
+  t.throws(() => cg.setDevices('web1', BASELINE_DEVICE_RULES), { code: 'RUNTIME_ERROR', message: /feather\/web1 does not exist/ });
+  t.throws(() => cg.setDevices('../x', BASELINE_DEVICE_RULES), { code: 'BAD_REQUEST' });
+  cg.create('web1', SEED);
+  t.throws(() => cg.setDevices('web1', [{ allow: true, type: 'c', major: 1, minor: 3, access: 'rwx' }]), { code: 'BAD_REQUEST' });
+  t.throws(() => cg.setDevices('web1', [{ allow: true, type: 'c', major: -1, minor: 3, access: 'r' }]), { code: 'BAD_REQUEST' });
+});
+
+t.test('toDeviceFilterRules follows v1 devices.allow/deny semantics', async (t) => {
+  const allow = (type: 'a' | 'b' | 'c', major: number | undefined, minor: number | undefined, access: string): DeviceRule => ({ allow: true, type, major, minor, access });
+  const deny = (type: 'a' | 'b' | 'c', major: number | undefined, minor: number | undefined, access: string): DeviceRule => ({ allow: false, type, major, minor, access });
+  const f = (rules: DeviceRule[]): string[] => toDeviceFilterRules(rules).map(formatDeviceFilterRule);
+  t.same(f([deny('a', undefined, undefined, 'rwm')]), [], '"a" deny alone: an empty allow-list (everything denied)');
+  t.same(f([deny('a', undefined, undefined, 'rwm'), allow('c', 1, 3, 'r'), allow('c', 1, 3, 'm')]), ['c 1 3 rm'], 'an allow for the same numbers widens the entry');
+  t.same(f([deny('a', undefined, undefined, 'rwm'), allow('c', 1, 3, 'rwm'), deny('c', 1, 3, 'w')]), ['c 1 3 rm'], 'a deny takes its bits away');
+  t.same(f([deny('a', undefined, undefined, 'rwm'), allow('c', 1, 3, 'rw'), deny('c', 1, 3, 'rw')]), [], 'and the entry goes when none are left');
+  t.same(f([deny('a', undefined, undefined, 'rwm'), allow('c', 1, 3, 'rw'), deny('c', 1, 5, 'rw')]), ['c 1 3 rw'], 'a deny of other numbers changes nothing');
+  t.same(f([allow('c', 1, 3, 'rw'), deny('a', undefined, undefined, 'rwm'), allow('c', 1, 5, 'r')]), ['c 1 5 r'], '"a" deny starts over');
+  t.same(f([]), ['a * * rwm'], 'no rules: the default allows everything, as an untouched v1 cgroup');
+  t.same(f([deny('a', undefined, undefined, 'rwm'), allow('c', 1, 3, 'r'), allow('a', undefined, undefined, 'rwm')]), ['a * * rwm'], '"a" allow: everything');
+  t.same(f([allow('a', undefined, undefined, 'rwm'), deny('c', 1, 3, 'r'), allow('c', 1, 3, 'r')]), ['a * * rwm'], 'a deny undone by the same allow');
+  t.throws(() => f([allow('a', undefined, undefined, 'rwm'), deny('c', 1, 3, 'r')]), { code: 'BAD_REQUEST', message: /deny c 1 3 r under an allowing default/ }, 'a deny-list is refused');
 });

@@ -49,7 +49,7 @@ t.test('the table: facts, accelerators with CDI names, CDI devices and unreadabl
   t.match(r.out, /^DEVICE {5}pi-7$/m);
   t.match(r.out, /^CPU {8}Cortex-A76, 4 cores \(neon fp16 dotprod\)$/m);
   t.match(r.out, /^MEMORY {5}7\.9Gi$/m);
-  t.match(r.out, /^CGROUP {5}v2 \(no device rules: BPF device programs are not implemented\)$/m);
+  t.match(r.out, /^CGROUP {5}v2 \(device rules: a BPF program per container\)$/m);
   t.match(r.out, /^LABELS {5}site=lab$/m);
   t.match(r.out, /^ACCELERATOR +VENDOR +MODEL +DEVICE +MEMORY +CDI NAME$/m);
   t.match(r.out, /^edgetpu +google +Coral Edge TPU \(PCIe\) +\/dev\/apex_0 +- +google\.com\/edgetpu=apex_0 \(written at daemon start\)$/m);

@@ -6,7 +6,7 @@
 // them back into shim records, device-cgroup rules and hooks.
 import type { Logger } from '../../../shared/logging.js';
 import { isPlainObject } from '../../../shared/protocol/fields.js';
-import type { CgroupBackend, CgroupManager, DeviceRule } from '../../runtime/cgroups/types.js';
+import type { CgroupBackend, CgroupManager, DeviceFilter, DeviceRule } from '../../runtime/cgroups/types.js';
 import type { BindMount, DeviceNode } from '../../runtime/types.js';
 import { statNode, type StatNode } from './resolve.js';
 import { CDI_HOOK_NAMES, type ResolvedEdits, type ResolvedHook } from './types.js';
@@ -97,8 +97,9 @@ const rule = (type: 'a' | 'b' | 'c', major: number | undefined, minor: number | 
   ({ allow, type, major, minor, access });
 
 /**
- * Docker's default on v1, for the /dev the shim makes: deny everything, allow mknod (not use) of
- * any node, then null, zero, full, random, urandom, tty, ptmx and the container's own devpts.
+ * Docker's default, for the /dev the shim makes: deny everything, allow mknod (not use) of any
+ * node, then null, zero, full, random, urandom, tty, ptmx and the container's own devpts. v1 writes
+ * them to devices.deny/allow; on v2 they become the shim's BPF device filter.
  */
 export const BASELINE_DEVICE_RULES: readonly DeviceRule[] = [
   rule('a', undefined, undefined, 'rwm', false),
@@ -140,17 +141,23 @@ function hasDeviceRules(c: CgroupManager): c is CgroupManager & Pick<CgroupBacke
   return typeof (c as Partial<CgroupBackend>).setDevices === 'function';
 }
 
+/** What the shim must do for the device cgroup: join `dirs`; on v2 also attach `filter`. */
+export interface AppliedDeviceCgroup {
+  dirs: string[];
+  filter?: DeviceFilter | undefined;
+}
+
 /**
- * Put the container's device rules in place (before its workload runs) and return the cgroup
- * directories the shim must also join. Where the backend cannot (cgroup v2, no devices
+ * Put the container's device rules in place (before its workload runs): v1 writes them; v2 returns
+ * them as the `filter` the shim attaches as a BPF program. Where the backend cannot (no devices
  * controller) nothing is applied: a warning is logged when the container has device nodes.
  * Throws (RUNTIME_ERROR naming the file) when the kernel refuses a rule.
  */
-export function applyDeviceCgroup(cgroups: CgroupManager, name: string, devices: readonly DeviceNode[], log: Logger): string[] {
-  if (!hasDeviceRules(cgroups)) return [];
+export function applyDeviceCgroup(cgroups: CgroupManager, name: string, devices: readonly DeviceNode[], log: Logger): AppliedDeviceCgroup {
+  if (!hasDeviceRules(cgroups)) return { dirs: [] };
   const result = cgroups.setDevices(name, deviceRules(devices));
-  if (result.supported) return result.dirs;
+  if (result.supported) return result.filter === undefined ? { dirs: result.dirs } : { dirs: result.dirs, filter: result.filter };
   const nodes = containerDeviceEdits(devices).nodes;
   if (nodes.length > 0) log.warn('cgroup.devices_unsupported', { name, reason: result.reason, nodes: nodes.map((n) => n.containerPath) });
-  return [];
+  return { dirs: [] };
 }

@@ -13,7 +13,7 @@ export { CdiRegistry, CDI_SPEC_DIRS } from './registry.js';
 export { parseCdiSpec, validateCdiSpec, parseQualifiedName, CDI_MIN_VERSION, CDI_WRITE_VERSION } from './spec.js';
 export { resolveCdiDevices, statNode } from './resolve.js';
 export { createCdiResolver } from './resolver.js';
-export { applyDeviceCgroup, containerDeviceEdits, deviceRules, toDeviceNodes, BASELINE_DEVICE_RULES } from './container.js';
+export { applyDeviceCgroup, containerDeviceEdits, deviceRules, toDeviceNodes, BASELINE_DEVICE_RULES, type AppliedDeviceCgroup } from './container.js';
 export { runHostHooks, shimHooks, writeHookBundle, DEFAULT_HOOK_TIMEOUT_S } from './hooks.js';
 export { acceleratorSpecs, writeAcceleratorSpecs, GENERATED_KINDS, GENERATED_SPEC_DIR } from './generate.js';
 export type * from './types.js';

@@ -47,10 +47,34 @@ export interface DeviceRule {
   access: string;
 }
 
+/**
+ * One allow rule of a cgroup v2 device filter: the shim attaches a BPF program that allows what
+ * some rule matches (its type, numbers and every access bit asked for) and denies everything else.
+ */
+export interface DeviceFilterRule {
+  /** 'a' = block and char devices. */
+  type: 'a' | 'b' | 'c';
+  /** undefined = any. */
+  major?: number | undefined;
+  minor?: number | undefined;
+  /** Some of r, w, m. */
+  access: string;
+}
+
+/** What the shim attaches (spec records devcgroup= and devrule=, docs/shim-spec.md). */
+export interface DeviceFilter {
+  /** The cgroup2 directory; one of the directories the shim joins. */
+  cgroup: string;
+  rules: DeviceFilterRule[];
+}
+
 export type DeviceCgroupResult =
-  /** The rules are in place; the shim must also write the pid to each of `dirs`. */
-  | { supported: true; dirs: string[] }
-  /** Nothing was done; `reason` says why (cgroup v2 needs a BPF program, or no devices controller). */
+  /**
+   * The rules are in place (v1), or are the shim's to attach (v2: `filter`); the shim must also
+   * write the pid to each of `dirs`.
+   */
+  | { supported: true; dirs: string[]; filter?: DeviceFilter | undefined }
+  /** Nothing was done; `reason` says why (no devices controller). */
   | { supported: false; reason: string };
 
 export interface CgroupBackend extends CgroupManager {
@@ -58,7 +82,9 @@ export interface CgroupBackend extends CgroupManager {
   readonly controllers: Readonly<Partial<Record<CgroupController, string>>>;
   /**
    * Restrict device access for a container, in rule order, before its workload starts. On v1 this makes
-   * devices/feather/<name> (if needed) and writes the rules; on v2 it reports that it is not supported.
+   * devices/feather/<name> (if needed) and writes the rules. On v2, which has no device files, it turns
+   * the rules into an allow-list `filter` for the shim to attach as a BPF program to the container's
+   * cgroup (made by create()) before the workload runs.
    */
   setDevices(name: string, rules: readonly DeviceRule[]): DeviceCgroupResult;
 }

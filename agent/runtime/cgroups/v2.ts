@@ -1,13 +1,13 @@
 // cgroup v2 (unified): <mount>/feather/<name>. Also the v2 half of a hybrid host, where `controllers`
 // is the subset its mount holds.
 import { join } from 'node:path';
-import { errnoCode } from '../../../shared/errors.js';
+import { errnoCode, FeatherError } from '../../../shared/errors.js';
 import { validateName, type Limits } from '../../../shared/limits.js';
 import {
   CPU_PERIOD_US, checkRequest, conflictAt, cpuQuotaUs, createWithRollback, fillUsage, resolveOptions,
   type BackendOptions, type ResolvedOptions, type UsagePart,
 } from './common.js';
-import { V2_DEVICES_UNSUPPORTED } from './devices.js';
+import { toDeviceFilterRules } from './devices.js';
 import { cgroupError, ensureDir, readFile, readKeyed, readNumber, readOptional, removeDir, writeFile } from './fs.js';
 import type { CgroupBackend, CgroupController, CgroupUsage, DeviceCgroupResult, DeviceRule } from './types.js';
 
@@ -127,8 +127,17 @@ export class V2Cgroups implements CgroupBackend {
     return this.o.fs.subdirs(this.parent);
   }
 
-  setDevices(name: string, _rules: readonly DeviceRule[]): DeviceCgroupResult {
-    validateName('container', name);
-    return { supported: false, reason: V2_DEVICES_UNSUPPORTED };
+  /**
+   * v2 has no device files: the rules become the allow-list of a BPF device program that the shim
+   * attaches to the container's cgroup before the workload runs. Nothing is written here, and no
+   * directory is added to the ones create() returned (the shim joins that one already).
+   */
+  setDevices(name: string, rules: readonly DeviceRule[]): DeviceCgroupResult {
+    const dir = this.dir(validateName('container', name));
+    const filter = toDeviceFilterRules(rules);
+    if (!this.o.fs.exists(dir)) {
+      throw new FeatherError('RUNTIME_ERROR', `cannot filter devices of container "${name}": its cgroup ${dir} does not exist (create() makes it)`);
+    }
+    return { supported: true, dirs: [], filter: { cgroup: dir, rules: filter } };
   }
 }
