@@ -221,7 +221,8 @@ static int query(int dirfd, const char *dir, uint32_t **ids, size_t *n, struct s
     free(buf);
     /* ENOSPC: more than cap are attached, and prog_cnt says how many. */
     if (e != ENOSPC || tries == 3 || attr.query.prog_cnt <= cap)
-      return shim_err_sys(err, e, "bpf(BPF_PROG_QUERY)", "device filters attached to %s", dir);
+      return shim_err_sys(err, e, "bpf(BPF_PROG_QUERY)", "device filters attached to %s%s", dir,
+                          e == EBADF ? " (not a cgroup2 directory)" : "");
     cap = attr.query.prog_cnt;
   }
 }

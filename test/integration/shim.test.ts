@@ -209,6 +209,25 @@ const noV1 = ['pids', 'memory'].some((c) => !existsSync(`/sys/fs/cgroup/${c}/cgr
   ? 'needs v1 pids and memory hierarchies'
   : false;
 
+/** The first cgroup2 mount point (/sys/fs/cgroup on v2, /sys/fs/cgroup/unified on a hybrid host). */
+function cgroup2Mount(): string | undefined {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (right?.startsWith('cgroup2 ')) return left?.split(' ')[4];
+  }
+  return undefined;
+}
+const cg2 = cgroup2Mount();
+
+/** A fresh directory under the cgroup2 mount, removed at teardown if the shim did not. */
+function makeCgroup2(): string {
+  if (cg2 === undefined) throw new Error('no cgroup2 mount');
+  const dir = join(cg2, `feather-test-${process.pid}-${cgroups.length}`);
+  mkdirSync(dir);
+  cgroups.push(dir);
+  return dir;
+}
+
 t.test('feather-shim', { skip }, async (t) => {
   t.test('version and features', async (t) => {
     t.match(execFileSync(SHIM, ['version'], { encoding: 'utf8' }), /^feather-shim \S+ spec 1\n$/);
@@ -427,6 +446,62 @@ t.test('feather-shim', { skip }, async (t) => {
     const out = inside(t, 'grep pids /proc/self/cgroup', [`cgroup=${pidsCg}`]);
     t.match(out, /^\d+:pids:\/$/m);
     t.notOk(existsSync(pidsCg), 'foreground mode removes the cgroup too');
+  });
+
+  t.test('devcgroup: the BPF device filter denies every device no devrule allows', { skip: cg2 === undefined && 'no cgroup2 mount' }, async (t) => {
+    // Each line says what one open gave; 2>&1 puts busybox's "Operation not permitted" on stdout.
+    const script = [
+      'echo x > /dev/null && echo null-ok',
+      'head -c 1 /dev/urandom | wc -c',
+      'mknod /tmp/zero c 1 5 && echo mknod-ok',
+      'head -c 1 /tmp/zero 2>&1 >/dev/null',
+      'head -c 1 /dev/zero 2>&1 >/dev/null',
+      'echo end',
+    ].join('; ');
+    // The shim's /dev basics (the agent's baseline) without /dev/zero.
+    const rules = ['c * * m', 'b * * m', 'c 1 3 rwm', 'c 1 7 rwm', 'c 1 8 rwm', 'c 1 9 rwm', 'c 5 0 rwm', 'c 5 2 rwm', 'c 136 * rwm'];
+    const dir = makeCgroup2();
+    const out = inside(t, script, [`cgroup=${dir}`, `devcgroup=${dir}`, ...rules.map((r) => `devrule=${r}`)]).split('\n');
+    t.equal(out[0], 'null-ok', '/dev/null is allowed');
+    t.equal(out[1], '1', '/dev/urandom is allowed');
+    t.equal(out[2], 'mknod-ok', 'mknod is allowed (c * * m), as in Docker');
+    t.match(out[3], /\/tmp\/zero: Operation not permitted/, 'opening the made c 1:5 fails with EPERM');
+    t.match(out[4], /\/dev\/zero: Operation not permitted/, 'and so does the bind-mounted host /dev/zero');
+    t.equal(out[5], 'end');
+    t.notOk(existsSync(dir), 'the cgroup (and its program with it) is removed at exit');
+
+    // Control: the same container without the filter reads the made node.
+    const plain = inside(t, 'mknod /tmp/zero c 1 5 && head -c 3 /tmp/zero | wc -c').trim();
+    t.equal(plain, '3', 'without devcgroup the same node opens: the EPERM above is the filter');
+  });
+
+  t.test('devcgroup: the agent\'s v2 rules (the baseline plus a device) through the shim', { skip: cg2 === undefined && 'no cgroup2 mount' }, async (t) => {
+    const { BASELINE_DEVICE_RULES } = await import('../../agent/devices/cdi/container.js');
+    const { formatDeviceFilterRule, toDeviceFilterRules } = await import('../../agent/runtime/cgroups/devices.js');
+    // /dev/full (c 1:7) is in the baseline; allow c 1:11 (kmsg) read-only as a "device" of this container.
+    const rules = toDeviceFilterRules([...BASELINE_DEVICE_RULES, { allow: true, type: 'c', major: 1, minor: 11, access: 'r' }]);
+    const dir = makeCgroup2();
+    const script = [
+      'head -c 1 /dev/zero | wc -c',
+      'mknod /tmp/kmsg c 1 11 && mknod /tmp/mem c 1 1 && echo mknod-ok',
+      'echo x 2>&1 > /tmp/kmsg | grep -c "Operation not permitted"',
+      'head -c 1 /tmp/mem 2>&1 >/dev/null | grep -c "Operation not permitted"',
+    ].join('; ');
+    const out = inside(t, script, [`cgroup=${dir}`, `devcgroup=${dir}`, ...rules.map((r) => `devrule=${formatDeviceFilterRule(r)}`)]).split('\n');
+    t.equal(out[0], '1', 'the baseline allows /dev/zero');
+    t.equal(out[1], 'mknod-ok');
+    t.equal(out[2], '1', 'c 1:11 is allowed for reading only: writing is EPERM');
+    t.equal(out[3], '1', 'c 1:1 (/dev/mem) is in no rule: EPERM');
+  });
+
+  t.test('devcgroup: a directory that is no cgroup2 fails before the workload runs', async (t) => {
+    const notCg = mkdtempSync(join(base, 'not-a-cgroup-'));
+    const r = run(box('devbad', [`cgroup=${notCg}`, `devcgroup=${notCg}`, 'devrule=c 1 3 rwm', 'arg=true']));
+    t.equal(r.code, 125);
+    t.match(r.stderr, /^feather-shim: device filters attached to .*not-a-cgroup-\S+ \(not a cgroup2 directory\): bpf\(BPF_PROG_QUERY\): Bad file descriptor \(errno 9\)$/m);
+    const spec = run(box('devbad', ['devrule=c 1 3 rwm', 'arg=true']));
+    t.equal(spec.code, 125);
+    t.match(spec.stderr, /devrule needs devcgroup/);
   });
 
   function userBox(name: string, extra: string[]): Box {
