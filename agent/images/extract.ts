@@ -29,11 +29,14 @@ import { blockSize, freeBytes, fsyncPath, removeTree, tempName } from './durable
 import { hashFile } from './digest.js';
 import { ArchivePolicy } from './policy.js';
 import { SingleFlight } from './singleflight.js';
+import type { BlobSink } from './tee.js';
 
 const execFileP = promisify(execFile);
 
 export interface ExtractOptions {
   logger?: Logger | undefined;
+  /** The file being extracted, when it is one: a broken archive is hashed again to tell damage from hostility. */
+  archive?: string | undefined;
   /** The archive's expected sha256: checked on the bytes as they are extracted. */
   sha256?: string | undefined;
   /** Bytes to leave free on the filesystem. Default 0. */
@@ -109,95 +112,154 @@ async function syncTree(root: string): Promise<void> {
 }
 
 /**
- * Extract `archive` into `target` (which must not exist) under the rules of policy.ts.
- * On any failure `target` is removed and a FeatherError is thrown: BAD_REQUEST naming the
- * entry for a hostile or broken archive, NO_SPACE, CHECKSUM_MISMATCH when `sha256` is given
- * and the bytes differ.
+ * Extraction fed chunk by chunk: from a file (extractArchive) or from a download as it arrives
+ * (the pull's tee, blobs.ts). `start()` makes `target` (which must not exist); `finish()` restores
+ * modes and syncs; on any failure `target` is removed and a FeatherError is thrown: BAD_REQUEST
+ * naming the entry for a hostile or broken archive, NO_SPACE, CHECKSUM_MISMATCH when `sha256` is
+ * given and the bytes differ. `label` names the archive in messages.
  */
-export async function extractArchive(archive: string, target: string, opts: ExtractOptions = {}): Promise<ExtractStats> {
-  const log = opts.logger ?? createLogger('agent:images');
-  await mkdir(target, { mode: 0o755 });
-  let failure: FeatherError | undefined;
-  try {
-    const policy = new ArchivePolicy({
-      spaceBytes: (await freeBytes(target)) - (opts.reserveBytes ?? 0),
-      blockSize: await blockSize(target),
-    });
-    const modes = new Map<string, number>();
-    let entries = 0;
-    let skipped = 0;
-    const unpack: Unpack = new Unpack({
-      cwd: target,
-      strict: true,
-      preservePaths: true,
-      filter: (path, entry) => {
-        if (failure !== undefined || !(entry instanceof ReadEntry)) return false;
-        const v = policy.check({ path: entry.path, type: entry.type, linkpath: entry.linkpath, size: entry.size });
-        if (v.action === 'skip') {
-          skipped++;
-          log.info('image.entry_skipped', { archive, entry: path, type: entry.type, reason: v.reason });
-          return false;
-        }
-        if (v.action === 'refuse') {
-          failure = new FeatherError(v.code, v.code === 'NO_SPACE'
-            ? `cannot extract ${archive}: ${v.message} on the filesystem of ${target}; free disk space (feather-agent image rm, gc) and retry`
-            : `refused image archive ${archive}: ${v.message}`, { entry: path });
-          unpack.abort(failure);
-          return false;
-        }
-        entries++;
-        if (!v.hardlink && v.kind !== 'symlink' && typeof entry.mode === 'number') modes.set(v.key, entry.mode & 0o7777);
-        else modes.delete(v.key);
-        return true;
-      },
-    });
-    const finished = new Promise<void>((resolve, reject) => {
-      unpack.on('error', reject);
-      unpack.on('close', () => resolve());
-    });
-    finished.catch(() => undefined);
+export class StreamExtractor {
+  private readonly log: Logger;
+  private failure: FeatherError | undefined;
+  private unpack: Unpack | undefined;
+  private finished: Promise<void> | undefined;
+  private readonly modes = new Map<string, number>();
+  private readonly hash = createHash('sha256');
+  private entries = 0;
+  private skipped = 0;
+  private archiveBytes = 0;
 
-    const hash = createHash('sha256');
-    let archiveBytes = 0;
-    for await (const chunk of createReadStream(archive, { highWaterMark: 1 << 20, signal: opts.signal })) {
-      if (failure !== undefined) break;
-      const buf = chunk as Buffer;
-      hash.update(buf);
-      archiveBytes += buf.length;
-      if (!unpack.write(buf)) await Promise.race([once(unpack, 'drain'), finished]);
+  constructor(private readonly label: string, private readonly target: string, private readonly opts: ExtractOptions = {}) {
+    this.log = opts.logger ?? createLogger('agent:images');
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.target, { mode: 0o755 });
+    try {
+      const policy = new ArchivePolicy({
+        spaceBytes: (await freeBytes(this.target)) - (this.opts.reserveBytes ?? 0),
+        blockSize: await blockSize(this.target),
+      });
+      const unpack: Unpack = new Unpack({
+        cwd: this.target,
+        strict: true,
+        preservePaths: true,
+        filter: (path, entry) => {
+          if (this.failure !== undefined || !(entry instanceof ReadEntry)) return false;
+          const v = policy.check({ path: entry.path, type: entry.type, linkpath: entry.linkpath, size: entry.size });
+          if (v.action === 'skip') {
+            this.skipped++;
+            this.log.info('image.entry_skipped', { archive: this.label, entry: path, type: entry.type, reason: v.reason });
+            return false;
+          }
+          if (v.action === 'refuse') {
+            this.failure = new FeatherError(v.code, v.code === 'NO_SPACE'
+              ? `cannot extract ${this.label}: ${v.message} on the filesystem of ${this.target}; free disk space (feather-agent image rm, gc) and retry`
+              : `refused image archive ${this.label}: ${v.message}`, { entry: path });
+            unpack.abort(this.failure);
+            return false;
+          }
+          this.entries++;
+          if (!v.hardlink && v.kind !== 'symlink' && typeof entry.mode === 'number') this.modes.set(v.key, entry.mode & 0o7777);
+          else this.modes.delete(v.key);
+          return true;
+        },
+      });
+      this.unpack = unpack;
+      this.finished = new Promise<void>((resolve, reject) => {
+        unpack.on('error', reject);
+        unpack.on('close', () => resolve());
+      });
+      this.finished.catch(() => undefined);
+    } catch (e: unknown) {
+      throw await this.fail(e);
     }
-    if (failure !== undefined) throw failure;
-    unpack.end();
-    await finished;
-    if (failure !== undefined) throw failure;
-    const actual = hash.digest('hex');
-    if (opts.sha256 !== undefined && actual !== opts.sha256) {
-      throw new FeatherError('CHECKSUM_MISMATCH', `${archive} does not match its digest: expected sha256 ${opts.sha256}, got ${actual}; pull or import it again`, { expected: opts.sha256, actual });
+  }
+
+  /** Feed the next bytes; resolves when the extractor can take more. */
+  async write(chunk: Buffer): Promise<void> {
+    if (this.unpack === undefined || this.finished === undefined) throw new Error('StreamExtractor.write before start');
+    try {
+      if (this.failure !== undefined) throw this.failure;
+      if (this.opts.sha256 !== undefined) this.hash.update(chunk);
+      this.archiveBytes += chunk.length;
+      if (!this.unpack.write(chunk)) await Promise.race([once(this.unpack, 'drain'), this.finished]);
+      if (this.failure !== undefined) throw this.failure;
+    } catch (e: unknown) {
+      throw await this.fail(e);
     }
-    // chown (done by tar after writing) clears setuid/setgid bits, and tar widens directory
-    // modes while it works: put every mode back as the archive says, never through a symlink.
-    for (const [key, mode] of modes) {
-      const p = key === '' ? target : join(target, key);
-      const st = await lstat(p);
-      if (!st.isSymbolicLink() && (st.mode & 0o7777) !== mode) await chmod(p, mode);
+  }
+
+  /** Every byte was written: finish the archive, check its digest, restore modes, sync. */
+  async finish(): Promise<ExtractStats> {
+    if (this.unpack === undefined || this.finished === undefined) throw new Error('StreamExtractor.finish before start');
+    try {
+      if (this.failure !== undefined) throw this.failure;
+      this.unpack.end();
+      await this.finished;
+      if (this.failure !== undefined) throw this.failure;
+      const actual = this.opts.sha256 === undefined ? '' : this.hash.digest('hex');
+      if (this.opts.sha256 !== undefined && actual !== this.opts.sha256) {
+        throw new FeatherError('CHECKSUM_MISMATCH', `${this.label} does not match its digest: expected sha256 ${this.opts.sha256}, got ${actual}; pull or import it again`, { expected: this.opts.sha256, actual });
+      }
+      // chown (done by tar after writing) clears setuid/setgid bits, and tar widens directory
+      // modes while it works: put every mode back as the archive says, never through a symlink.
+      for (const [key, mode] of this.modes) {
+        const p = key === '' ? this.target : join(this.target, key);
+        const st = await lstat(p);
+        if (!st.isSymbolicLink() && (st.mode & 0o7777) !== mode) await chmod(p, mode);
+      }
+      await syncTree(this.target);
+      return { entries: this.entries, skipped: this.skipped, sha256: actual, archiveBytes: this.archiveBytes };
+    } catch (e: unknown) {
+      throw await this.fail(e);
     }
-    await syncTree(target);
-    return { entries, skipped, sha256: actual, archiveBytes };
-  } catch (e: unknown) {
-    let err = extractionError(failure ?? e, archive);
-    if (opts.sha256 !== undefined && err.code !== 'CHECKSUM_MISMATCH' && !opts.signal?.aborted) {
+  }
+
+  /** Give up (the download failed or did not match): remove what was written. Never throws. */
+  async abort(): Promise<void> {
+    if (this.failure === undefined) this.failure = new FeatherError('RUNTIME_ERROR', `extraction of ${this.label} was abandoned`);
+    this.unpack?.abort(this.failure);
+    await this.removeTarget();
+  }
+
+  private async fail(e: unknown): Promise<FeatherError> {
+    let err = extractionError(this.failure ?? e, this.label);
+    this.failure ??= err;
+    this.unpack?.abort(err);
+    if (this.opts.sha256 !== undefined && this.opts.archive !== undefined && err.code !== 'CHECKSUM_MISMATCH' && !this.opts.signal?.aborted) {
       // A tarball damaged on disk fails as a broken archive; its digest says what really happened.
-      const actual = await hashFile(archive).then((h) => h.sha256, () => undefined);
-      if (actual !== undefined && actual !== opts.sha256) {
-        err = new FeatherError('CHECKSUM_MISMATCH', `${archive} does not match its digest: expected sha256 ${opts.sha256}, got ${actual}; pull or import it again`, { expected: opts.sha256, actual }, { cause: err });
+      const actual = await hashFile(this.opts.archive).then((h) => h.sha256, () => undefined);
+      if (actual !== undefined && actual !== this.opts.sha256) {
+        err = new FeatherError('CHECKSUM_MISMATCH', `${this.label} does not match its digest: expected sha256 ${this.opts.sha256}, got ${actual}; pull or import it again`, { expected: this.opts.sha256, actual }, { cause: err });
       }
     }
-    // tar may still have a write in flight when the error surfaces: remove, wait, remove.
-    await removeTree(target).catch(() => undefined);
-    await sleep(50);
-    await removeTree(target).catch(() => undefined);
-    throw err;
+    await this.removeTarget();
+    return err;
   }
+
+  private async removeTarget(): Promise<void> {
+    // tar may still have a write in flight when the error surfaces: remove, wait, remove.
+    await removeTree(this.target).catch(() => undefined);
+    await sleep(50);
+    await removeTree(this.target).catch(() => undefined);
+  }
+}
+
+/** Extract the file `archive` into `target` (which must not exist); see StreamExtractor. */
+export async function extractArchive(archive: string, target: string, opts: ExtractOptions = {}): Promise<ExtractStats> {
+  const x = new StreamExtractor(archive, target, { ...opts, archive });
+  await x.start();
+  try {
+    for await (const chunk of createReadStream(archive, { highWaterMark: 1 << 20, signal: opts.signal })) {
+      await x.write(chunk as Buffer);
+    }
+  } catch (e: unknown) {
+    if (isFeatherError(e)) throw e;
+    await x.abort();
+    throw extractionError(e, archive);
+  }
+  return x.finish();
 }
 
 async function isDirectory(path: string): Promise<boolean> {
@@ -226,6 +288,51 @@ export class LayerCache {
   }
 
   /**
+   * A sink (tee.ts) that extracts a download of `sha256` while it arrives into a temp directory;
+   * `settle()`, once the download is over, moves a finished extraction to cache/<sha256> (and
+   * removes an unfinished one). Undefined when the layer is cached already.
+   */
+  async streamingSink(sha256: string, label: string): Promise<(BlobSink & { settle(): Promise<boolean> }) | undefined> {
+    if (await this.isCached(sha256)) return undefined;
+    const tmp = join(this.dirs.tmp, tempName(`extract-${sha256}`));
+    const x = new StreamExtractor(label, tmp, { logger: this.log });
+    let finished: ExtractStats | undefined;
+    const started = Date.now();
+    return {
+      start: async () => {
+        await mkdir(this.dirs.tmp, { recursive: true });
+        await x.start();
+      },
+      write: (chunk) => x.write(chunk),
+      finish: async () => { finished = await x.finish(); },
+      abort: () => x.abort(),
+      settle: async () => {
+        if (finished === undefined) return false;
+        const stats = finished;
+        const placed = await this.place(tmp, sha256);
+        if (placed) this.log.info('image.extracted', { sha256, path: this.pathOf(sha256), entries: stats.entries, skipped: stats.skipped, durationMs: Date.now() - started, whileDownloading: true });
+        return placed;
+      },
+    };
+  }
+
+  /** Rename a complete extraction to cache/<sha256>; false when another one got there first (tmp is removed). */
+  private async place(tmp: string, sha256: string): Promise<boolean> {
+    const final = this.pathOf(sha256);
+    await mkdir(this.dirs.cache, { recursive: true });
+    try {
+      await rename(tmp, final);
+    } catch (e: unknown) {
+      const code = errnoCode(e);
+      await removeTree(tmp);
+      if ((code === 'EEXIST' || code === 'ENOTEMPTY') && (await isDirectory(final))) return false;
+      throw e;
+    }
+    await fsyncPath(this.dirs.cache);
+    return true;
+  }
+
+  /**
    * The absolute path of cache/<sha256>, extracting `archive` there first if needed.
    * `extracted` is true for the one caller whose call did the extraction.
    */
@@ -240,15 +347,7 @@ export class LayerCache {
       const tmp = join(this.dirs.tmp, tempName(`extract-${sha256}`));
       const started = Date.now();
       const stats = await extractArchive(archive, tmp, { sha256, signal: sig, logger: this.log });
-      try {
-        await rename(tmp, final);
-      } catch (e: unknown) {
-        const code = errnoCode(e);
-        await removeTree(tmp);
-        if ((code === 'EEXIST' || code === 'ENOTEMPTY') && (await isDirectory(final))) return final; // another process won
-        throw e;
-      }
-      await fsyncPath(this.dirs.cache);
+      if (!(await this.place(tmp, sha256))) return final; // another process won
       didExtract = true;
       this.log.info('image.extracted', { sha256, path: final, entries: stats.entries, skipped: stats.skipped, durationMs: Date.now() - started });
       return final;
