@@ -13,7 +13,13 @@ export interface Accelerator {
   model: string;
   /** Device node to pass into a container (or the main one, for devices with several). */
   device: string;
+  /** The accelerator's own memory (VRAM), where it can be read without vendor tools (gpu-memory.ts). */
   memoryBytes?: number;
+  /**
+   * true: the accelerator has no memory of its own and uses system memory (the inventory's
+   * memoryBytes), as Jetson and SoC GPUs do. memoryBytes is then left out, so nothing is counted twice.
+   */
+  unifiedMemory?: boolean;
 }
 
 export interface AcceleratorDetector {
@@ -28,20 +34,30 @@ const PCI_VENDORS: Readonly<Record<string, string>> = {
   '0x1ac1': 'google', '0x17cb': 'qualcomm', '0x1da3': 'habana',
 };
 
+export interface NvidiaGpuInfo { busId: string; model: string | undefined }
+
+/**
+ * The NVIDIA driver's /proc/driver/nvidia/gpus/<bus id>/information ("Model: …", "Device
+ * Minor: N"), by minor number: /dev/nvidiaN is minor N, and the bus id is what NVML looks GPUs up by.
+ */
+export function nvidiaGpus(host: HostFs): Map<number, NvidiaGpuInfo> {
+  const out = new Map<number, NvidiaGpuInfo>();
+  for (const bus of host.list('/proc/driver/nvidia/gpus')) {
+    const info = host.read(`/proc/driver/nvidia/gpus/${bus}/information`) ?? '';
+    const model = /^Model:\s*(.+)$/m.exec(info)?.[1]?.trim();
+    const minor = /^Device Minor:\s*(\d+)$/m.exec(info)?.[1];
+    if (minor !== undefined) out.set(Number(minor), { busId: bus, model });
+  }
+  return out;
+}
+
 const nvidiaDiscrete: AcceleratorDetector = {
   name: 'nvidia',
   detect(host) {
-    // /proc/driver/nvidia/gpus/<bus id>/information: "Model: …" and "Device Minor: N".
-    const models = new Map<number, string>();
-    for (const bus of host.list('/proc/driver/nvidia/gpus')) {
-      const info = host.read(`/proc/driver/nvidia/gpus/${bus}/information`) ?? '';
-      const model = /^Model:\s*(.+)$/m.exec(info)?.[1]?.trim();
-      const minor = /^Device Minor:\s*(\d+)$/m.exec(info)?.[1];
-      if (model !== undefined && minor !== undefined) models.set(Number(minor), model);
-    }
+    const gpus = nvidiaGpus(host);
     return host.list('/dev', /^nvidia\d+$/).map((node) => {
       const minor = Number(node.slice('nvidia'.length));
-      return { kind: 'cuda' as const, vendor: 'nvidia', model: models.get(minor) ?? 'NVIDIA GPU', device: `/dev/${node}` };
+      return { kind: 'cuda' as const, vendor: 'nvidia', model: gpus.get(minor)?.model ?? 'NVIDIA GPU', device: `/dev/${node}` };
     });
   },
 };
@@ -52,7 +68,8 @@ const jetson: AcceleratorDetector = {
     if (!host.exists('/etc/nv_tegra_release')) return [];
     const model = host.line('/proc/device-tree/model') ?? host.line('/sys/firmware/devicetree/base/model') ?? 'NVIDIA Jetson';
     const device = ['/dev/nvgpu/igpu0/ctrl', '/dev/nvhost-ctrl-gpu', '/dev/nvhost-gpu'].find((d) => host.exists(d)) ?? '/dev/nvhost-ctrl-gpu';
-    return [{ kind: 'cuda', vendor: 'nvidia', model, device }];
+    // The integrated GPU shares system memory with the CPUs: no memoryBytes of its own.
+    return [{ kind: 'cuda', vendor: 'nvidia', model, device, unifiedMemory: true }];
   },
 };
 
@@ -131,6 +148,8 @@ const DRM_VENDORS: Readonly<Record<string, string>> = {
   i915: 'intel', xe: 'intel', amdgpu: 'amd', radeon: 'amd', panfrost: 'arm', panthor: 'arm', lima: 'arm',
   v3d: 'broadcom', etnaviv: 'vivante', msm: 'qualcomm', asahi: 'apple', nouveau: 'nvidia', 'powervr': 'imagination',
 };
+/** Drivers of GPUs that are always part of an SoC and use system memory. */
+const DRM_INTEGRATED = new Set(['panfrost', 'panthor', 'lima', 'v3d', 'etnaviv', 'msm', 'asahi', 'powervr']);
 const DRM_SKIP = /^(nvidia.*|tegra.*|nvgpu|vgem|vkms|virtio[-_]gpu|simpledrm|vc4|bochs.*|qxl|vmwgfx|cirrus.*)$/;
 
 const drmGpu: AcceleratorDetector = {
@@ -148,6 +167,7 @@ const drmGpu: AcceleratorDetector = {
         model: driver,
         device: `/dev/dri/${node}`,
         ...(vram !== undefined && vram > 0 ? { memoryBytes: vram } : {}),
+        ...(DRM_INTEGRATED.has(driver) ? { unifiedMemory: true } : {}),
       });
     }
     return out;

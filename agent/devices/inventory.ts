@@ -2,6 +2,7 @@
 // feather/v1/dev/{id}/inventory and returned by the `inventory` command:
 //   {id, arch, cpu:{model,cores,flags}, memoryBytes, disk:{freeBytes}, kernel, cgroup,
 //    accelerators:[…], labels, runtimes}
+// Accelerators' memory (gpu-memory.ts) is the one part read through a library (NVML) rather than files.
 // Read from the host root (config hostRoot) so tests run it against fake /proc and /sys trees;
 // free disk is statfs of the data dir, which is a real path.
 import { existsSync, statfsSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { FeatherError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import { ACCELERATOR_DETECTORS, detectAccelerators, type Accelerator, type AcceleratorDetector } from './accelerators.js';
 import { parseCpuinfo, type Arch } from './cpuinfo.js';
+import { withGpuMemory } from './gpu-memory.js';
 import { HostFs } from './host-fs.js';
 
 export type { Accelerator, Arch };
@@ -45,6 +47,8 @@ export interface InventoryOptions {
   /** Override the architecture (default: process.arch on the real root, /proc/cpuinfo on another). */
   arch?: Arch;
   detectors?: readonly AcceleratorDetector[];
+  /** NVIDIA GPU memory through NVML: false to skip, or a library path (default: found under the host root). */
+  nvml?: false | string;
   statfs?: StatfsFn;
   logger?: Logger;
 }
@@ -104,7 +108,7 @@ export function readInventory(opts: InventoryOptions): Inventory {
     disk: { freeBytes: disk.freeBytes },
     kernel: host.line('/proc/sys/kernel/osrelease') ?? 'unknown',
     cgroup: opts.cgroup ?? detectCgroup(host),
-    accelerators: detectAccelerators(host, opts.detectors ?? ACCELERATOR_DETECTORS, opts.logger),
+    accelerators: withGpuMemory(host, detectAccelerators(host, opts.detectors ?? ACCELERATOR_DETECTORS, opts.logger), { nvml: opts.nvml, logger: opts.logger }),
     labels: { ...(opts.labels ?? {}) },
     runtimes: [...(opts.runtimes ?? ['shim'])],
   };

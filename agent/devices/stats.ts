@@ -1,5 +1,8 @@
 // Device figures for telemetry: CPU % (from /proc/stat deltas), memory, disk, temperatures
-// (thermal zones and hwmon), uptime, load. Read under the host root like the inventory.
+// (thermal zones and hwmon), uptime, load, accelerator memory (gpu-memory.ts). Read under the host
+// root like the inventory.
+import type { Logger } from '../../shared/logging.js';
+import { sampleGpuMemory, type AcceleratorMemorySample } from './gpu-memory.js';
 import { naturalCompare, HostFs } from './host-fs.js';
 import { diskSpace, parseMeminfo, type StatfsFn } from './inventory.js';
 
@@ -16,6 +19,8 @@ export interface DeviceStats {
   diskFreeBytes: number;
   temperatures: Temperature[];
   uptimeS: number;
+  /** Accelerators with memory of their own (amdgpu VRAM, NVIDIA through NVML); absent or [] when none. */
+  acceleratorMemory?: AcceleratorMemorySample[];
 }
 
 export interface DeviceStatsOptions {
@@ -25,6 +30,9 @@ export interface DeviceStatsOptions {
   statfs?: StatfsFn;
   /** At most this many temperature sensors (default 32). */
   maxSensors?: number;
+  /** NVIDIA GPU memory through NVML: false to skip, or a library path (default: found under the host root). */
+  nvml?: false | string;
+  logger?: Logger;
 }
 
 interface CpuTimes { busy: number; total: number }
@@ -83,6 +91,7 @@ export class DeviceStatsReader {
       diskFreeBytes: disk.freeBytes,
       temperatures: this.temperatures(),
       uptimeS: Number(this.host.line('/proc/uptime')?.split(/\s+/)[0] ?? 0) || 0,
+      acceleratorMemory: sampleGpuMemory(this.host, { nvml: this.opts.nvml, logger: this.opts.logger }),
     };
   }
 

@@ -2,14 +2,35 @@
 // parts of /proc, /sys, /dev and /etc the agent reads, with the real files' formats, for an x86_64
 // box (Intel desktop with an NVIDIA card) and an aarch64 box (Raspberry Pi 5 class board), and
 // the accelerator nodes of the boards we detect, on request.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { CgroupUsage } from '../../agent/runtime/cgroups/types.js';
 import type { ContainerInfo } from '../../agent/runtime/types.js';
 
 export type FakeBox = 'x86' | 'arm64' | 'riscv64';
-export type FakeAccelerator = 'nvidia' | 'tensorrt' | 'jetson' | 'coral-pcie' | 'coral-usb' | 'hailo' | 'intel-npu' | 'intel-gpu' | 'virtio-gpu';
+export type FakeAccelerator =
+  | 'nvidia' | 'tensorrt' | 'jetson' | 'coral-pcie' | 'coral-usb' | 'coral-usb-bootloader' | 'hailo' | 'intel-npu'
+  | 'intel-gpu' | 'amdgpu' | 'virtio-gpu';
+
+/**
+ * A USB device as sysfs shows it: /sys/bus/usb/devices/<port> is a link to the device's directory
+ * under its host controller, holding idVendor, idProduct, busnum, devnum, dev (189:minor), speed,
+ * devpath; its node is /dev/bus/usb/BBB/DDD (a regular file here).
+ */
+export interface FakeUsbDevice {
+  /** The sysfs name: "<bus>-<port>[.<port>…]", e.g. "2-1". */
+  port: string;
+  vendor: string;
+  product: string;
+  devnum: number;
+  /** Mb/s as sysfs writes it: 480, 5000 … (default 5000). */
+  speed?: number;
+}
+
+/** The Coral USB Accelerator before the Edge TPU runtime has loaded its firmware, and after. */
+export const CORAL_BOOTLOADER = { vendor: '1a6e', product: '089a' } as const;
+export const CORAL_RUNNING = { vendor: '18d1', product: '9302' } as const;
 
 export interface FakeHostOptions {
   accelerators?: FakeAccelerator[];
@@ -24,6 +45,11 @@ export interface FakeHost {
   symlink(target: string, path: string): void;
   /** Set the aggregate /proc/stat "cpu" line: busy and idle jiffies. */
   setCpuTimes(busy: number, idle: number): void;
+  /**
+   * Plug a USB device in at its port, replacing what was there (sysfs entry and /dev node): call it
+   * again with a new devnum and ids to re-enumerate, as the Coral does when its firmware loads.
+   */
+  usb(dev: FakeUsbDevice): void;
   cleanup(): void;
 }
 
@@ -74,6 +100,45 @@ export function buildFakeHost(box: FakeBox, opts: FakeHostOptions = {}): FakeHos
     symlinkSync(target, full);
   };
   const cores = box === 'x86' ? 8 : 4;
+  // The xHCI controller USB buses hang off: a PCI function on x86, RP1's on a Pi 5.
+  const usbController = box === 'x86' ? '/sys/devices/pci0000:00/0000:00:14.0' : '/sys/devices/platform/axi/1000120000.pcie/1f00200000.usb/xhci-hcd.0';
+  const usbNode = (bus: number, devnum: number): string => `/dev/bus/usb/${String(bus).padStart(3, '0')}/${String(devnum).padStart(3, '0')}`;
+  const plugged = new Map<string, { bus: number; devnum: number }>();
+  const usbWrite = (dir: string, d: FakeUsbDevice, bus: number, devpath: string): void => {
+    write(`${dir}/idVendor`, `${d.vendor}\n`);
+    write(`${dir}/idProduct`, `${d.product}\n`);
+    write(`${dir}/busnum`, `${bus}\n`);
+    write(`${dir}/devnum`, `${d.devnum}\n`);
+    write(`${dir}/dev`, `189:${(bus - 1) * 128 + d.devnum - 1}\n`);
+    write(`${dir}/speed`, `${d.speed ?? 5000}\n`);
+    write(`${dir}/devpath`, `${devpath}\n`);
+    write(usbNode(bus, d.devnum), '');
+  };
+  const usb = (d: FakeUsbDevice): void => {
+    const m = /^(\d+)-(\d+(?:\.\d+)*)$/.exec(d.port);
+    if (m?.[1] === undefined || m[2] === undefined) throw new Error(`bad USB port ${d.port}`);
+    const bus = Number(m[1]);
+    const hub = `${usbController}/usb${bus}`;
+    if (!plugged.has(`usb${bus}`)) {
+      // The bus's root hub: devnum 1, Linux Foundation 2.0 (0002) or 3.0 (0003).
+      usbWrite(hub, { port: `usb${bus}`, vendor: '1d6b', product: (d.speed ?? 5000) >= 5000 ? '0003' : '0002', devnum: 1, speed: d.speed ?? 5000 }, bus, '0');
+      symlink(`../../..${hub.slice('/sys'.length)}`, `/sys/bus/usb/devices/usb${bus}`);
+      plugged.set(`usb${bus}`, { bus, devnum: 1 });
+    }
+    const old = plugged.get(d.port);
+    if (old !== undefined) {
+      // Unplugged: its directory, link and node go; it comes back with the new devnum.
+      rmSync(join(root, `${hub}/${d.port}`), { recursive: true, force: true });
+      unlinkSync(join(root, `/sys/bus/usb/devices/${d.port}`));
+      rmSync(join(root, usbNode(old.bus, old.devnum)), { force: true });
+    }
+    const dir = `${hub}/${d.port}`;
+    usbWrite(dir, d, bus, m[2]);
+    write(`${dir}/${d.port}:1.0/bInterfaceClass`, 'ff\n'); // an interface: no idVendor of its own
+    symlink(`../../..${dir.slice('/sys'.length)}`, `/sys/bus/usb/devices/${d.port}`);
+    if (old === undefined) symlink(`../../..${dir.slice('/sys'.length)}/${d.port}:1.0`, `/sys/bus/usb/devices/${d.port}:1.0`);
+    plugged.set(d.port, { bus, devnum: d.devnum });
+  };
 
   write('/proc/cpuinfo', box === 'x86' ? x86Cpuinfo(cores) : box === 'arm64' ? arm64Cpuinfo(cores) : riscvCpuinfo(cores));
   const memKb = box === 'x86' ? 32_594_112 : 8_245_520;
@@ -137,12 +202,10 @@ export function buildFakeHost(box: FakeBox, opts: FakeHostOptions = {}): FakeHos
         write('/dev/apex_0', '');
         break;
       case 'coral-usb':
-        write('/sys/bus/usb/devices/2-1/idVendor', '18d1\n');
-        write('/sys/bus/usb/devices/2-1/idProduct', '9302\n');
-        write('/sys/bus/usb/devices/2-1/busnum', '2\n');
-        write('/sys/bus/usb/devices/2-1/devnum', '3\n');
-        write('/sys/bus/usb/devices/1-1/idVendor', '046d\n'); // a keyboard
-        write('/sys/bus/usb/devices/1-1/idProduct', 'c31c\n');
+      case 'coral-usb-bootloader':
+        // Firmware loaded (18d1:9302, devnum 3), or as plugged in (1a6e:089a, devnum 2); a keyboard on bus 1.
+        usb({ port: '2-1', ...(acc === 'coral-usb' ? CORAL_RUNNING : CORAL_BOOTLOADER), devnum: acc === 'coral-usb' ? 3 : 2 });
+        usb({ port: '1-1', vendor: '046d', product: 'c31c', devnum: 2, speed: 12 });
         break;
       case 'hailo':
         write('/dev/hailo0', '');
@@ -163,6 +226,17 @@ export function buildFakeHost(box: FakeBox, opts: FakeHostOptions = {}): FakeHos
         symlink('../../../devices/pci0000:00/0000:00:02.0', '/sys/class/drm/renderD128/device');
         write('/dev/dri/renderD128', '');
         break;
+      case 'amdgpu':
+        // A Radeon RX 6600 (8 GiB): VRAM total and used in bytes, card0 and renderD128 on one PCI device.
+        write('/sys/bus/pci/drivers/amdgpu/.keep', '');
+        write('/sys/devices/pci0000:00/0000:03:00.0/vendor', '0x1002\n');
+        write('/sys/devices/pci0000:00/0000:03:00.0/mem_info_vram_total', '8573157376\n');
+        write('/sys/devices/pci0000:00/0000:03:00.0/mem_info_vram_used', '1234567168\n');
+        symlink('../../../bus/pci/drivers/amdgpu', '/sys/devices/pci0000:00/0000:03:00.0/driver');
+        symlink('../../../devices/pci0000:00/0000:03:00.0', '/sys/class/drm/card0/device');
+        symlink('../../../devices/pci0000:00/0000:03:00.0', '/sys/class/drm/renderD128/device');
+        write('/dev/dri/renderD128', '');
+        break;
       case 'virtio-gpu':
         write('/sys/bus/virtio/drivers/virtio_gpu/.keep', '');
         symlink('../../bus/virtio/drivers/virtio_gpu', '/sys/devices/virtio0/driver');
@@ -176,6 +250,7 @@ export function buildFakeHost(box: FakeBox, opts: FakeHostOptions = {}): FakeHos
     write,
     symlink,
     setCpuTimes: (busy, idle) => write('/proc/stat', procStat(cores, busy, idle)),
+    usb,
     cleanup: () => rmSync(root, { recursive: true, force: true }),
   };
 }

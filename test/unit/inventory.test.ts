@@ -58,11 +58,20 @@ t.test('aarch64 board (Raspberry Pi 5) with a Hailo-8 and a Coral USB', async (t
   ]);
 });
 
-t.test('Jetson: CUDA from nv_tegra_release, the board from the device tree, TensorRT beside it', async (t) => {
+t.test('USB Coral before its firmware is loaded (1a6e:089a), and after (18d1:9302, a new device number)', async (t) => {
+  const h = host(t, 'arm64', { accelerators: ['coral-usb-bootloader'] });
+  const coral = (): unknown => readInventory({ deviceId: 'pi', hostRoot: h.root, dataDir: '/', statfs }).accelerators;
+  t.same(coral(), [{ kind: 'edgetpu', vendor: 'google', model: 'Coral Edge TPU (USB)', device: '/dev/bus/usb/002/002' }]);
+  h.usb({ port: '2-1', vendor: '18d1', product: '9302', devnum: 3 });
+  t.same(coral(), [{ kind: 'edgetpu', vendor: 'google', model: 'Coral Edge TPU (USB)', device: '/dev/bus/usb/002/003' }]);
+  t.notOk(new HostFs(h.root).exists('/dev/bus/usb/002/002'), 'the old node is gone');
+});
+
+t.test('Jetson: CUDA from nv_tegra_release, the board from the device tree, TensorRT beside it, unified memory', async (t) => {
   const h = host(t, 'arm64', { accelerators: ['jetson', 'tensorrt'] });
   const inv = readInventory({ deviceId: 'j', hostRoot: h.root, dataDir: '/', statfs });
   t.same(inv.accelerators, [
-    { kind: 'cuda', vendor: 'nvidia', model: 'NVIDIA Jetson Orin Nano Developer Kit', device: '/dev/nvgpu/igpu0/ctrl' },
+    { kind: 'cuda', vendor: 'nvidia', model: 'NVIDIA Jetson Orin Nano Developer Kit', device: '/dev/nvgpu/igpu0/ctrl', unifiedMemory: true },
     { kind: 'tensorrt', vendor: 'nvidia', model: 'TensorRT 8.6.2 on NVIDIA Jetson Orin Nano Developer Kit', device: '/dev/nvgpu/igpu0/ctrl' },
   ]);
 });

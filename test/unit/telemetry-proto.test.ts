@@ -37,6 +37,7 @@ export function sampleWith(n: number): TelemetrySample {
       diskTotalBytes: 62_000_000_000, diskFreeBytes: 40_000_000_000,
       temperatures: [{ sensor: 'thermal:cpu-thermal', celsius: 61.45 }, { sensor: 'hwmon:rp1_adc/temp1', celsius: 55 }],
       uptimeS: 350_735.47,
+      acceleratorMemory: [{ device: '/dev/dri/renderD128', memoryTotalBytes: 8_573_157_376, memoryUsedBytes: 1_234_567_168 }],
     },
     containers,
     agent: { cpuPercent: 0.75, memoryRssBytes: 61_000_000 },
