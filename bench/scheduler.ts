@@ -7,6 +7,7 @@ import type { Inventory } from '../agent/devices/inventory.js';
 import { parseMemory } from '../shared/limits.js';
 import type { AcceleratorKind, Arch, DeviceView, Measurement, Placement } from '../controller/model/types.js';
 import { validateDeployment, withDefaults } from '../controller/deployments/spec.js';
+import { POOL_OF, needsOf, poolCapacity, poolFits } from '../controller/scheduler/accelerators.js';
 import { choose, deviceKinds, type Choice } from '../controller/scheduler/choice.js';
 import { LatencyIndex, latencyBucket } from '../controller/scheduler/latency.js';
 import { schedule, type DeploymentInput, type ScheduleInput, type ScheduleResult } from '../controller/scheduler/index.js';
@@ -118,27 +119,62 @@ export function makeMeasurements(devices: readonly DeviceView[], models: number,
 }
 
 /**
+ * Accelerator devices of the anchors, counted the plain way: per device and pool, devices nobody
+ * holds and replicas sharing (controller/scheduler/accelerators.ts defines pools and the rule).
+ */
+class Pools {
+  private readonly free: number[][];
+  private readonly sharing: number[][];
+
+  constructor(sorted: readonly DeviceView[], private readonly kinds: readonly Set<AcceleratorKind>[]) {
+    this.free = sorted.map((d) => poolCapacity(d.inventory?.accelerators ?? []));
+    this.sharing = sorted.map(() => [0, 0, 0, 0]);
+  }
+
+  /** The kinds device i offers a replica with these needs now: an accelerator whose devices are held is as good as absent. */
+  available(i: number, needs: Readonly<Record<AcceleratorKind, number>>): Set<AcceleratorKind> {
+    const kinds = this.kinds[i] as Set<AcceleratorKind>;
+    const out = new Set<AcceleratorKind>();
+    for (const k of kinds) {
+      const p = POOL_OF[k];
+      if (p < 0 || poolFits(this.free[i]?.[p] as number, this.sharing[i]?.[p] as number, needs[k])) out.add(k);
+    }
+    return out;
+  }
+
+  take(i: number, kind: AcceleratorKind, need: number): void {
+    const p = POOL_OF[kind];
+    if (p < 0) return;
+    if (need > 0) (this.free[i] as number[])[p] = (this.free[i]?.[p] as number) - need;
+    else (this.sharing[i] as number[])[p] = (this.sharing[i]?.[p] as number) + 1;
+  }
+}
+
+/**
  * The anchor: first-fit as one writes it first. For each replica, scan the devices in id order
- * and take the first that is online, has an image for its arch, an accelerator with a variant,
- * and room; no scores. Same filters, same input.
+ * and take the first that is online, has an image for its arch, an accelerator with a variant
+ * and a free device of it, and room; no scores. Same filters, same input.
  */
 export function firstFit(devices: readonly DeviceView[], deployments: readonly DeploymentInput[]): Placement[] {
   const sorted = [...devices].sort((a, b) => (a.id < b.id ? -1 : 1));
   const mem = sorted.map((d) => d.inventory?.memoryBytes ?? 0);
   const cpu = sorted.map((d) => Math.round((d.inventory?.cpu.cores ?? 0) * 1000));
   const kinds = sorted.map((d) => deviceKinds(d.inventory?.accelerators ?? []));
+  const pools = new Pools(sorted, kinds);
   const out: Placement[] = [];
   for (const { spec, revision } of [...deployments].sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1))) {
     const need = parseMemory(spec.resources.memory);
     const needCpu = Math.round(spec.resources.cpus * 1000);
+    const needs = needsOf(spec.resources.accelerators);
     for (let r = 0; r < (spec.replicas ?? 0); r++) {
       for (let i = 0; i < sorted.length; i++) {
         const d = sorted[i] as DeviceView;
         if (!d.online || !d.inventory || (mem[i] as number) < need || (cpu[i] as number) < needCpu) continue;
-        const c = choose(spec, d.inventory.arch, kinds[i] as Set<AcceleratorKind>);
+        const c = choose(spec, d.inventory.arch, (kinds[i] as Set<AcceleratorKind>).size > 1 ? pools.available(i, needs) : kinds[i] as Set<AcceleratorKind>);
         if (!c.ok) continue;
         mem[i] = (mem[i] as number) - need;
         cpu[i] = (cpu[i] as number) - needCpu;
+        pools.take(i, c.accelerator, needs[c.accelerator]);
         out.push({ deployment: spec.name, revision, replica: r, deviceId: d.id, accelerator: c.accelerator, precision: c.precision, container: `${spec.name}-${r}`, arch: d.inventory.arch });
         break;
       }
@@ -160,19 +196,28 @@ export function scoreAll(devices: readonly DeviceView[], deployments: readonly D
   const mem = [...memTotal];
   const cpu = [...cpuTotal];
   const kinds = sorted.map((d) => deviceKinds(d.inventory?.accelerators ?? []));
+  const pools = new Pools(sorted, kinds);
   const latency = new LatencyIndex(measurements);
   const out: Placement[] = [];
   for (const { spec: raw, revision } of [...deployments].sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1))) {
     const spec = withDefaults(raw);
     const need = parseMemory(spec.resources.memory);
     const needCpu = Math.round(spec.resources.cpus * 1000);
+    const needs = needsOf(spec.resources.accelerators);
     const objective = spec.p95LatencyMs ?? Infinity;
     const counts = new Int32Array(n);
-    const choice = sorted.map((d, i) => (d.online && d.inventory ? choose(spec, d.inventory.arch, kinds[i] as Set<AcceleratorKind>) : undefined));
-    const est = sorted.map((d, i) => {
+    // What each device offers now, and the expected p95 of that; again for a device after a placement on it.
+    const choiceAt = (i: number): ReturnType<typeof choose> | undefined => {
+      const d = sorted[i] as DeviceView;
+      return d.online && d.inventory ? choose(spec, d.inventory.arch, pools.available(i, needs)) : undefined;
+    };
+    const estAt = (i: number): number | undefined => {
       const c = choice[i];
+      const d = sorted[i] as DeviceView;
       return c?.ok ? latency.estimate(spec.model.name, c.precision, d.id, d.boardClass) : undefined;
-    });
+    };
+    const choice = sorted.map((_, i) => choiceAt(i));
+    const est = sorted.map((_, i) => estAt(i));
     const room = (i: number): number => Math.min(((mem[i] as number) - need) / (memTotal[i] as number), ((cpu[i] as number) - needCpu) / (cpuTotal[i] as number));
     for (let r = 0; r < (spec.replicas ?? 0); r++) {
       let best = -1;
@@ -195,6 +240,9 @@ export function scoreAll(devices: readonly DeviceView[], deployments: readonly D
       mem[best] = (mem[best] as number) - need;
       cpu[best] = (cpu[best] as number) - needCpu;
       counts[best] = (counts[best] as number) + 1;
+      pools.take(best, c.accelerator, needs[c.accelerator]);
+      choice[best] = choiceAt(best);
+      est[best] = estAt(best);
       out.push({ deployment: spec.name, revision, replica: r, deviceId: d.id, accelerator: c.accelerator, precision: c.precision, container: `${spec.name}-${r}`, arch: c.runtime.arch });
     }
   }

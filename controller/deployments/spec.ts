@@ -8,7 +8,8 @@ import { FeatherError } from '../../shared/errors.js';
 import { parseCpus, parseMemory, validateName } from '../../shared/limits.js';
 import { MAX_LAYERS } from '../../agent/images/layers.js';
 import type {
-  AcceleratorKind, Arch, DeploymentSpec, ImageLayer, ModelBuild, ModelVariant, Precision, RolloutPolicy, RuntimeVariant,
+  AcceleratorDevices, AcceleratorKind, Arch, DeploymentSpec, DeviceAcceleratorKind, ImageLayer, ModelBuild, ModelVariant, Precision,
+  RolloutPolicy, RuntimeVariant,
 } from '../model/types.js';
 
 export const ACCELERATOR_KINDS: readonly AcceleratorKind[] = ['tensorrt', 'cuda', 'edgetpu', 'npu', 'gpu', 'cpu'];
@@ -21,6 +22,26 @@ export const DEFAULT_ROLLOUT: Readonly<Required<RolloutPolicy>> = { maxUnavailab
 export const MAX_MIN_READY_S = 3600;
 export const DEFAULT_ACCELERATORS: readonly AcceleratorKind[] = ['cpu'];
 export const DEFAULT_PIDS = 256;
+
+export const DEVICE_ACCELERATOR_KINDS: readonly DeviceAcceleratorKind[] = ['tensorrt', 'cuda', 'edgetpu', 'npu', 'gpu'];
+/**
+ * Accelerator devices a replica holds on the kind it runs on, unless `resources.accelerators`
+ * says otherwise (docs/scheduling.md, "Accelerator devices"). 1 = exclusive: an Edge TPU is
+ * opened by one process at a time, and a Hailo (or another NPU) is too unless its vendor's
+ * multi-process service runs; a second replica would fail to start. 0 = shared: CUDA contexts of
+ * several processes time-slice one GPU (on a Jetson's iGPU that is how containers share it), and
+ * DRM render nodes serve many clients; GPU memory, not the device, is what runs out.
+ */
+export const ACCELERATOR_DEVICE_DEFAULTS: Readonly<Record<DeviceAcceleratorKind, number>> = { tensorrt: 0, cuda: 0, edgetpu: 1, npu: 1, gpu: 0 };
+/** The most accelerator devices of one kind a replica may ask for. */
+export const MAX_ACCELERATOR_DEVICES = 16;
+
+/** Accelerator devices one replica holds when it runs on `kind` (0: shares them; always 0 on cpu). */
+export function acceleratorNeed(devices: AcceleratorDevices | undefined, kind: AcceleratorKind): number {
+  if (kind === 'cpu') return 0;
+  if (typeof devices === 'number') return devices;
+  return devices?.[kind] ?? ACCELERATOR_DEVICE_DEFAULTS[kind];
+}
 
 /** Containers are named `<deployment>-<replica>`: the name leaves room for the replica number. */
 export const MAX_DEPLOYMENT_NAME = 48;
@@ -474,13 +495,35 @@ function readLayers(c: Checker, v: unknown, path: string, imageSha256: string | 
 function readResources(c: Checker, v: unknown): DeploymentSpec['resources'] | undefined {
   const obj = c.object(v, 'resources');
   if (!obj) return undefined;
-  c.keys(obj, 'resources', ['memory', 'cpus', 'pids']);
+  c.keys(obj, 'resources', ['memory', 'cpus', 'pids', 'accelerators']);
   const memory = obj['memory'] === undefined ? c.add('resources.memory', 'is required (e.g. 256Mi)') : c.parsed(obj['memory'], 'resources.memory', parseMemory);
   const cpus = obj['cpus'] === undefined ? c.add('resources.cpus', 'is required (cores, e.g. 0.5)') : c.parsed(obj['cpus'], 'resources.cpus', parseCpus);
   const pids = obj['pids'] === undefined ? DEFAULT_PIDS : c.integer(obj['pids'], 'resources.pids', 1, 1_000_000);
-  if (memory === undefined || cpus === undefined || pids === undefined) return undefined;
+  const accelerators = obj['accelerators'] === undefined ? null : readAcceleratorDevices(c, obj['accelerators']);
+  if (memory === undefined || cpus === undefined || pids === undefined || accelerators === undefined) return undefined;
   const raw = obj['memory'];
-  return { memory: typeof raw === 'number' ? String(raw) : String(raw).trim(), cpus, pids };
+  const out: DeploymentSpec['resources'] = { memory: typeof raw === 'number' ? String(raw) : String(raw).trim(), cpus, pids };
+  if (accelerators !== null) out.accelerators = accelerators;
+  return out;
+}
+
+/** resources.accelerators: one count for every kind, or counts per kind (docs/scheduling.md, "Accelerator devices"). */
+function readAcceleratorDevices(c: Checker, v: unknown): AcceleratorDevices | undefined {
+  const path = 'resources.accelerators';
+  if (typeof v === 'number') return c.integer(v, path, 0, MAX_ACCELERATOR_DEVICES);
+  if (!isObject(v)) return c.add(path, `must be a count of devices (0-${MAX_ACCELERATOR_DEVICES}) or a mapping of accelerator kind to count, got ${describe(v)}`);
+  const out: Partial<Record<DeviceAcceleratorKind, number>> = {};
+  let ok = true;
+  for (const [k, item] of Object.entries(v)) {
+    if (!(DEVICE_ACCELERATOR_KINDS as readonly string[]).includes(k)) {
+      c.add(join(path, k), k === 'cpu' ? 'cpu is not a device a replica holds; resources.cpus counts cores' : `unknown accelerator kind; use ${DEVICE_ACCELERATOR_KINDS.join(', ')}`);
+      ok = false;
+      continue;
+    }
+    const n = c.integer(item, join(path, k), 0, MAX_ACCELERATOR_DEVICES);
+    if (n === undefined) ok = false; else out[k as DeviceAcceleratorKind] = n;
+  }
+  return ok ? out : undefined;
 }
 
 function readAccelerators(c: Checker, v: unknown): AcceleratorKind[] | undefined {

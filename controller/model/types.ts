@@ -7,6 +7,13 @@ export type Arch = 'x86_64' | 'aarch64' | 'riscv64';
 /** Accelerator kinds of the contract, plus `cpu` for "no accelerator" in preference lists. */
 export type AcceleratorKind = 'tensorrt' | 'cuda' | 'edgetpu' | 'npu' | 'gpu' | 'cpu';
 export type Precision = 'fp32' | 'fp16' | 'int8';
+/** Accelerator kinds that are devices a replica can hold (every kind but `cpu`). */
+export type DeviceAcceleratorKind = Exclude<AcceleratorKind, 'cpu'>;
+/**
+ * Accelerator devices one replica holds on the kind it runs on: one count for every kind, or a
+ * count per kind (kinds not named keep their default). 0 = shares the devices of that kind.
+ */
+export type AcceleratorDevices = number | Partial<Record<DeviceAcceleratorKind, number>>;
 
 /** A file the agent pulls and verifies (image tarball or model file). */
 export interface Artifact {
@@ -61,8 +68,12 @@ export interface DeploymentSpec {
   /** Exactly one of replicas or selector (selector: one replica per matching device). */
   replicas?: number;
   selector?: Record<string, string>;
-  /** pids: process/thread limit per replica (optional; the deployment parser fills in 256). */
-  resources: { memory: string; cpus: number; pids?: number };
+  /**
+   * pids: process/thread limit per replica (optional; the deployment parser fills in 256).
+   * accelerators: accelerator devices a replica holds on the kind it runs on (docs/scheduling.md,
+   * "Accelerator devices"); absent = the defaults of ACCELERATOR_DEVICE_DEFAULTS.
+   */
+  resources: { memory: string; cpus: number; pids?: number; accelerators?: AcceleratorDevices };
   /** Preference order, e.g. [tensorrt, cuda, edgetpu, npu, cpu]. */
   accelerators: AcceleratorKind[];
   /** Latency objective for the model on a replica. */

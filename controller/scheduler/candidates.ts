@@ -5,12 +5,16 @@
 //      binpack: latency, then least headroom
 //   4. device id
 // Devices enter the heap by tier (1 and 2 together), lazily: a deployment whose best tier has
-// room never looks at the rest of the fleet. A device is popped, placed on, and pushed back with
-// its new key; keys of devices inside the heap never change.
+// room never looks at the rest of the fleet. A device's tier is the rank of its shape with every
+// accelerator free; its key is the rank of what it offers now (an accelerator whose devices are
+// held falls back to the next one on the list), never better than its tier, so the top of the
+// heap is the best device as long as its key is below the next tier's rank. A device is popped,
+// placed on, and pushed back with its new key; keys of devices inside the heap never change.
+import type { Precision } from '../model/types.js';
 import type { Choice, Rejection } from './choice.js';
 import type { Fleet, Node } from './fleet.js';
 import { Heap } from './heap.js';
-import { UNKNOWN_BUCKET, type LatencyIndex } from './latency.js';
+import { UNKNOWN_BUCKET, type LatencyIndex, type LatencyTable } from './latency.js';
 
 /** Per-device keys of the heap alive in a pass (one at a time), allocated once per pass. */
 export class Scratch {
@@ -33,7 +37,12 @@ export interface CandidateSource {
   fleet: Fleet;
   latency: LatencyIndex;
   scratch: Scratch;
-  choiceFor: (node: Node) => Choice | Rejection;
+  /** What a replica runs on a device of this shape with every accelerator free: sets its tier. */
+  shapeChoice: (node: Node) => Choice | Rejection;
+  /** What a replica runs on this device now (`shape`: shapeChoice of it, when known). */
+  choiceFor: (node: Node, shape?: Choice) => Choice | Rejection;
+  /** The revision holds some accelerator exclusively: what a device offers may differ from its shape's choice. */
+  exclusive: boolean;
   model: string;
   memBytes: number;
   cpuMilli: number;
@@ -45,26 +54,33 @@ export interface CandidateSource {
 
 const BREACH = 64;
 
+interface Tier {
+  rank: number;
+  shapes: { choice: Choice; nodes: readonly Node[] }[];
+}
+
 export class Candidates {
   private readonly heap: Heap;
-  /** Shapes not loaded yet, grouped by rank, best rank first. */
-  private readonly ranks: { choice: Choice; nodes: readonly Node[] }[][];
+  /** Tiers not loaded yet, best rank first. */
+  private readonly tiers: Tier[];
   private next = 0;
-  /** Devices known to break the objective, held back until every rank is loaded. */
+  /** Devices known to break the objective, held back until every tier is loaded. */
   private readonly breaching: number[] = [];
   private breachLoaded = false;
+  /** Latency tables by precision, once looked up. */
+  private readonly tables: Partial<Record<Precision, LatencyTable | null>> = {};
 
   constructor(private readonly src: CandidateSource) {
-    const byRank = new Map<number, { choice: Choice; nodes: readonly Node[] }[]>();
+    const byRank = new Map<number, Tier>();
     for (const nodes of src.fleet.shapes.values()) {
       const first = nodes[0];
       if (!first) continue;
-      const c = src.choiceFor(first);
+      const c = src.shapeChoice(first);
       if (!c.ok) continue;
-      const list = byRank.get(c.rank);
-      if (list) list.push({ choice: c, nodes }); else byRank.set(c.rank, [{ choice: c, nodes }]);
+      const tier = byRank.get(c.rank);
+      if (tier) tier.shapes.push({ choice: c, nodes }); else byRank.set(c.rank, { rank: c.rank, shapes: [{ choice: c, nodes }] });
     }
-    this.ranks = [...byRank.keys()].sort((a, b) => a - b).map((r) => byRank.get(r) ?? []);
+    this.tiers = [...byRank.values()].sort((a, b) => a.rank - b.rank);
     const { key, bucket, room, cnt } = src.scratch;
     const less = src.strategy === 'binpack'
       ? (a: number, b: number): boolean => {
@@ -81,47 +97,72 @@ export class Candidates {
 
   /** The best device left (which may no longer fit: the caller checks), or undefined. */
   pop(): number | undefined {
-    while (this.heap.size === 0 && this.loadNext());
+    const key = this.src.scratch.key;
+    for (;;) {
+      const top = this.heap.peek();
+      // A device not loaded yet keys at least its tier's rank (BREACH for the held-back ones); on a tie it may still win.
+      if (top !== undefined && (key[top] as number) < this.nextKey()) break;
+      if (!this.loadNext()) break;
+    }
     return this.heap.pop();
   }
 
-  /** Back into the heap, with its key recomputed (after a placement on it, or refused). */
+  /** Back into the heap with its key recomputed (after a placement on it, or refused), if it can take a replica. */
   push(i: number): void {
-    const { scratch, fleet, counts } = this.src;
-    scratch.room[i] = fleet.headroom(i, this.src.memBytes, this.src.cpuMilli);
+    const node = this.src.fleet.nodes[i] as Node;
+    if (this.score(node, undefined, undefined)) this.heap.push(i);
+  }
+
+  private nextKey(): number {
+    const tier = this.tiers[this.next];
+    if (tier) return tier.rank;
+    return this.breachLoaded || this.breaching.length === 0 ? Infinity : BREACH;
+  }
+
+  /**
+   * Sets the device's keys for what it offers now; false when it cannot take a replica. `tierChoice`
+   * and `table`: its shape's choice with every accelerator free and that choice's latency table.
+   */
+  private score(node: Node, tierChoice: Choice | undefined, table: LatencyTable | undefined): boolean {
+    const { scratch, fleet, counts, objective, memBytes, cpuMilli } = this.src;
+    const i = node.i;
+    if (!fleet.fits(i, memBytes, cpuMilli)) return false;
+    // Without accelerators held anywhere on it (or none asked for exclusively), it offers its shape's choice.
+    const c = tierChoice !== undefined && (tierChoice.accelerator === 'cpu' || (!this.src.exclusive && (fleet.held[i] as number) === 0))
+      ? tierChoice : this.src.choiceFor(node, tierChoice);
+    if (!c.ok) return false;
+    const t = c === tierChoice ? table : this.tableFor(c.precision);
+    const e = t ? (t.est[i] as number) : NaN;
+    scratch.est[i] = e;
+    scratch.bucket[i] = t ? (t.bucket[i] as number) : UNKNOWN_BUCKET;
+    scratch.room[i] = fleet.headroom(i, memBytes, cpuMilli);
     scratch.cnt[i] = counts[i] as number;
-    this.heap.push(i);
+    scratch.key[i] = e > objective ? BREACH + c.rank : c.rank;
+    return true;
+  }
+
+  private tableFor(precision: Precision): LatencyTable | undefined {
+    let t = this.tables[precision];
+    if (t === undefined) { t = this.src.latency.table(this.src.model, precision) ?? null; this.tables[precision] = t; }
+    return t ?? undefined;
   }
 
   private loadNext(): boolean {
-    const { scratch, fleet, latency, counts, objective } = this.src;
-    const { key, bucket, room, est, cnt } = scratch;
-    const group = this.ranks[this.next];
-    if (!group) {
+    const tier = this.tiers[this.next];
+    if (!tier) {
       if (this.breachLoaded || this.breaching.length === 0) return false;
       this.breachLoaded = true;
       this.heap.pushAll(this.breaching);
       return true;
     }
     this.next++;
+    const key = this.src.scratch.key;
     const items: number[] = [];
-    for (const { choice, nodes } of group) {
-      const table = latency.table(this.src.model, choice.precision);
+    for (const { choice, nodes } of tier.shapes) {
+      const table = this.tableFor(choice.precision);
       for (const node of nodes) {
-        const i = node.i;
-        if (!fleet.fits(i, this.src.memBytes, this.src.cpuMilli)) continue;
-        const e = table ? (table.est[i] as number) : NaN;
-        est[i] = e;
-        bucket[i] = table ? (table.bucket[i] as number) : UNKNOWN_BUCKET;
-        room[i] = fleet.headroom(i, this.src.memBytes, this.src.cpuMilli);
-        cnt[i] = counts[i] as number;
-        if (e > objective) {
-          key[i] = BREACH + choice.rank;
-          this.breaching.push(i);
-        } else {
-          key[i] = choice.rank;
-          items.push(i);
-        }
+        if (!this.score(node, choice, table)) continue;
+        if ((key[node.i] as number) >= BREACH) this.breaching.push(node.i); else items.push(node.i);
       }
     }
     this.heap.pushAll(items);

@@ -1,7 +1,8 @@
 // The devices of one scheduling pass: sorted by id (the last tie-break), grouped by shape
 // (architecture + accelerator kinds, so filters run once per shape, not once per device), with
-// free memory and CPU kept in typed arrays and updated as replicas are placed.
+// free memory, CPU and accelerator devices kept in typed arrays and updated as replicas are placed.
 import type { AcceleratorKind, Arch, DeviceView } from '../model/types.js';
+import { KIND_BIT, POOL_OF, POOLS, poolCapacity, poolFits } from './accelerators.js';
 import { deviceKinds, shapeKey } from './choice.js';
 
 /** online; offline within the grace period (placements stay, nothing new); offline past it. */
@@ -16,7 +17,11 @@ export interface Node {
   /** undefined until the device has reported an inventory: nothing is placed there. */
   arch: Arch | undefined;
   kinds: ReadonlySet<AcceleratorKind>;
+  /** KIND_BIT of each accelerator kind it has, cpu excluded (0: no accelerator). */
+  kindBits: number;
   shape: string;
+  /** A small number per shape (masks of held kinds are memoized by it). */
+  shapeId: number;
   memTotal: number;
   /** Millicores. */
   cpuTotal: number;
@@ -32,6 +37,12 @@ export class Fleet {
   readonly byId = new Map<string, Node>();
   readonly memFree: Float64Array;
   readonly cpuFree: Float64Array;
+  /** Per device and pool (index i * POOLS + pool): devices in the inventory; devices no replica holds; replicas sharing. */
+  readonly accCap: Int32Array;
+  readonly accFree: Int32Array;
+  readonly accSharing: Int32Array;
+  /** Accelerator devices held by replicas, per device: 0 means every pool is as the inventory says. */
+  readonly held: Int32Array;
   /** Online devices with an inventory, by shape, in id order: where new replicas may go. */
   readonly shapes = new Map<string, Node[]>();
   /** Board classes, in order of first appearance. */
@@ -40,7 +51,8 @@ export class Fleet {
   constructor(devices: readonly DeviceView[], now: number, graceMs: number, reserved: { memoryBytes: number; cpus: number }) {
     const sorted = [...devices].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     // Devices of one kind share their accelerator set and shape key.
-    const kindsBy = new Map<string, { kinds: ReadonlySet<AcceleratorKind>; shape: string }>();
+    const kindsBy = new Map<string, { kinds: ReadonlySet<AcceleratorKind>; kindBits: number; shape: string; shapeId: number }>();
+    const shapeIds = new Map<string, number>();
     const classIndex = new Map<string, number>();
     for (const view of sorted) {
       if (this.byId.has(view.id)) continue;
@@ -50,7 +62,12 @@ export class Fleet {
       let k = kindsBy.get(sig);
       if (!k) {
         const kinds = deviceKinds(inv?.accelerators ?? []);
-        k = { kinds, shape: inv ? shapeKey(inv.arch, kinds) : '' };
+        let kindBits = 0;
+        for (const kind of kinds) if (kind !== 'cpu') kindBits |= KIND_BIT[kind] ?? 0;
+        const shape = inv ? shapeKey(inv.arch, kinds) : '';
+        let shapeId = shapeIds.get(shape);
+        if (shapeId === undefined) { shapeId = shapeIds.size; shapeIds.set(shape, shapeId); }
+        k = { kinds, kindBits, shape, shapeId };
         kindsBy.set(sig, k);
       }
       let cls = classIndex.get(view.boardClass);
@@ -58,7 +75,7 @@ export class Fleet {
       const state: NodeState = view.online ? 'online' : now - view.lastSeen <= graceMs ? 'grace' : 'expired';
       const node: Node = {
         i: this.nodes.length, id: view.id, view, state, cls,
-        arch: inv?.arch, kinds: k.kinds, shape: k.shape,
+        arch: inv?.arch, kinds: k.kinds, kindBits: k.kindBits, shape: k.shape, shapeId: k.shapeId,
         memTotal: Math.max(0, (inv?.memoryBytes ?? 0) - reserved.memoryBytes),
         cpuTotal: Math.max(0, milli(inv?.cpu.cores ?? 0) - milli(reserved.cpus)),
       };
@@ -72,9 +89,46 @@ export class Fleet {
     }
     this.memFree = new Float64Array(this.nodes.length);
     this.cpuFree = new Float64Array(this.nodes.length);
+    this.accCap = new Int32Array(this.nodes.length * POOLS);
+    this.accFree = new Int32Array(this.nodes.length * POOLS);
+    this.accSharing = new Int32Array(this.nodes.length * POOLS);
+    this.held = new Int32Array(this.nodes.length);
     for (const n of this.nodes) {
       this.memFree[n.i] = n.memTotal;
       this.cpuFree[n.i] = n.cpuTotal;
+      if (n.kindBits === 0) continue;
+      const cap = poolCapacity(n.view.inventory?.accelerators ?? []);
+      for (let p = 0; p < POOLS; p++) {
+        this.accCap[n.i * POOLS + p] = cap[p] as number;
+        this.accFree[n.i * POOLS + p] = cap[p] as number;
+      }
+    }
+  }
+
+  /** Whether device i can give a replica running on `kind` the `need` devices it holds (0: one to share). */
+  accFits(i: number, kind: AcceleratorKind, need: number): boolean {
+    const p = POOL_OF[kind];
+    if (p < 0) return true;
+    return poolFits(this.accFree[i * POOLS + p] as number, this.accSharing[i * POOLS + p] as number, need);
+  }
+
+  accTake(i: number, kind: AcceleratorKind, need: number): void {
+    this.accAdd(i, kind, need, 1);
+  }
+
+  accRelease(i: number, kind: AcceleratorKind, need: number): void {
+    this.accAdd(i, kind, need, -1);
+  }
+
+  private accAdd(i: number, kind: AcceleratorKind, need: number, sign: 1 | -1): void {
+    const p = POOL_OF[kind];
+    if (p < 0) return;
+    const at = i * POOLS + p;
+    if (need > 0) {
+      this.accFree[at] = (this.accFree[at] as number) - sign * need;
+      this.held[i] = (this.held[i] as number) + sign * need;
+    } else {
+      this.accSharing[at] = (this.accSharing[at] as number) + sign;
     }
   }
 

@@ -25,6 +25,11 @@ export class Heap {
     this.up(this.items.length - 1);
   }
 
+  /** The smallest item, left in place. */
+  peek(): number | undefined {
+    return this.items[0];
+  }
+
   pop(): number | undefined {
     const items = this.items;
     if (items.length === 0) return undefined;

@@ -4,15 +4,16 @@
 // 1. Existing placements, in (deployment, replica) order: dropped (deployment deleted, scaled
 //    down, device no longer selected), kept as they are (no churn), or marked to move (device gone,
 //    offline past grace, no longer fits, failing repeatedly, breaking its latency objective).
-//    Kept ones take their memory and CPU first.
+//    Kept ones take their memory, CPU and accelerator devices first.
 // 2. Per deployment, in name order: moves, then missing replicas, each to the best device that
-//    passes the filters. Candidates of one revision sit in a heap ordered by the deployment's
+//    passes the filters (an accelerator whose devices are all held counts as absent). Candidates of one revision sit in a heap ordered by the deployment's
 //    strategy; a device is popped, placed on, and pushed back with its new key.
 // 3. Status per deployment from the placements and the reported health.
 import { formatBytes, parseMemory } from '../../shared/limits.js';
 import { messageOf } from '../../shared/errors.js';
 import { withDefaults, type NormalizedDeploymentSpec } from '../deployments/spec.js';
-import type { Placement } from '../model/types.js';
+import type { AcceleratorKind, Placement } from '../model/types.js';
+import { KIND_BIT, POOL_OF, POOLS, describeNeed, needsOf } from './accelerators.js';
 import { choose, stillValid, type Choice, type Rejection } from './choice.js';
 import { Fleet, milli, type Node } from './fleet.js';
 import { healthOf, indexHealth, type HealthIndex } from './health.js';
@@ -41,8 +42,15 @@ export interface Rev {
   revision: number;
   memBytes: number;
   cpuMilli: number;
-  /** Choice per device shape. */
+  /** Accelerator devices a replica holds, per kind it runs on (0: shares them). */
+  needs: Readonly<Record<AcceleratorKind, number>>;
+  /** Accelerator kinds of the preference list (cpu excluded), and whether one of them is held exclusively. */
+  devKinds: readonly AcceleratorKind[];
+  exclusive: boolean;
+  /** Choice per device shape, every accelerator free. */
   choices: Map<string, Choice | Rejection>;
+  /** Choice per device shape and mask of kinds whose devices are held (key shapeId * 64 + mask of KIND_BIT). */
+  masked: Map<number, Choice | Rejection>;
 }
 
 interface PendingMove {
@@ -76,7 +84,13 @@ export interface Dep {
 
 function compileRev(r: DeploymentRevision): Rev {
   const spec = withDefaults(r.spec);
-  return { spec, revision: r.revision, memBytes: parseMemory(spec.resources.memory), cpuMilli: milli(spec.resources.cpus), choices: new Map() };
+  return { ...accelerators(spec), spec, revision: r.revision, memBytes: parseMemory(spec.resources.memory), cpuMilli: milli(spec.resources.cpus), choices: new Map(), masked: new Map() };
+}
+
+function accelerators(spec: NormalizedDeploymentSpec): Pick<Rev, 'needs' | 'devKinds' | 'exclusive'> {
+  const needs = needsOf(spec.resources.accelerators);
+  const devKinds = spec.accelerators.filter((k) => k !== 'cpu');
+  return { needs, devKinds, exclusive: devKinds.some((k) => needs[k] > 0) };
 }
 
 export function schedule(input: ScheduleInput): ScheduleResult {
@@ -135,7 +149,11 @@ class Pass {
       for (const o of d.others ?? []) if (o.revision !== d.revision) revs.set(o.revision, compileRev(o));
     } catch (e: unknown) {
       error = `invalid spec: ${messageOf(e)}`;
-      current = { spec: withDefaults(d.spec), revision: d.revision, memBytes: 0, cpuMilli: 0, choices: new Map() };
+      // Its placements are kept as they are; they still hold accelerator devices (by the defaults).
+      current = {
+        spec: withDefaults(d.spec), revision: d.revision, memBytes: 0, cpuMilli: 0, needs: needsOf(undefined), devKinds: [], exclusive: false,
+        choices: new Map(), masked: new Map(),
+      };
     }
     revs.set(d.revision, current);
     this.deps.set(d.spec.name, {
@@ -144,7 +162,8 @@ class Pass {
     });
   }
 
-  private choiceFor(rev: Rev, node: Node): Choice | Rejection {
+  /** What a replica of `rev` would run on a device of this shape with every accelerator free. */
+  private shapeChoice(rev: Rev, node: Node): Choice | Rejection {
     let c = rev.choices.get(node.shape);
     if (!c) {
       c = node.arch === undefined
@@ -153,6 +172,49 @@ class Pass {
       rev.choices.set(node.shape, c);
     }
     return c;
+  }
+
+  /**
+   * What a replica of `rev` would run on this device now: an accelerator whose devices are held
+   * (or, for a sharer, all held) is as good as absent, so the next one on the list is chosen.
+   */
+  private choiceFor(rev: Rev, node: Node, shape?: Choice): Choice | Rejection {
+    const base = shape ?? this.shapeChoice(rev, node);
+    if (!base.ok || base.accelerator === 'cpu') return base;
+    const i = node.i;
+    if (!rev.exclusive && (this.fleet.held[i] as number) === 0) return base;
+    if (this.fleet.accFits(i, base.accelerator, rev.needs[base.accelerator])) return base;
+    let mask = 0;
+    for (const k of rev.devKinds) {
+      const bit = KIND_BIT[k];
+      if ((node.kindBits & bit) !== 0 && !this.fleet.accFits(i, k, rev.needs[k])) mask |= bit;
+    }
+    const key = node.shapeId * 64 + mask;
+    let c = rev.masked.get(key);
+    if (!c) {
+      c = choose(rev.spec, node.arch as NonNullable<Node['arch']>, new Set([...node.kinds].filter((k) => (mask & KIND_BIT[k]) === 0)));
+      if (!c.ok && c.kind === 'accelerator') {
+        const busy = rev.devKinds.filter((k) => (mask & KIND_BIT[k]) !== 0);
+        const holds = busy.filter((k) => rev.needs[k] > 0).map((k) => `${rev.needs[k]} ${k}`);
+        const shares = busy.filter((k) => rev.needs[k] === 0);
+        const why = [
+          holds.length > 0 ? `a replica holds ${holds.join(', ')}` : '',
+          shares.length > 0 ? `${shares.join(', ')} shared, but every device is held by a replica that does not share` : '',
+        ].filter((x) => x !== '').join('; ');
+        const reason = `no free ${busy.join(' or ')} device (${why})`;
+        c = { ok: false, kind: 'accelerator', reason, detail: reason };
+      }
+      rev.masked.set(key, c);
+    }
+    return c;
+  }
+
+  /** "1 of 1 edgetpu devices held, 0 sharing": the state of the pool a kind counts against. */
+  private poolState(node: Node, kind: AcceleratorKind): string {
+    const at = node.i * POOLS + POOL_OF[kind];
+    const cap = this.fleet.accCap[at] as number;
+    const free = this.fleet.accFree[at] as number;
+    return `${cap - free} of ${cap} held, ${this.fleet.accSharing[at] as number} replicas sharing`;
   }
 
   private remove(p: Placement, reason: Removal['reason']): void {
@@ -164,13 +226,19 @@ class Pass {
     dep.kept.set(p.replica, p);
     dep.counts[node.i] = (dep.counts[node.i] as number) + 1;
     this.fleet.take(node.i, rev.memBytes, rev.cpuMilli);
+    this.fleet.accTake(node.i, p.accelerator, rev.needs[p.accelerator] ?? 0);
   }
 
   /** Pass 1: keep, drop or mark one existing placement. */
   private judge(p: Placement): void {
     const dep = this.deps.get(p.deployment);
     if (!dep) return this.remove(p, 'deleted');
-    if (dep.error) { dep.kept.set(p.replica, p); return; }
+    if (dep.error) {
+      dep.kept.set(p.replica, p);
+      const at = this.fleet.byId.get(p.deviceId);
+      if (at) this.fleet.accTake(at.i, p.accelerator, dep.current.needs[p.accelerator] ?? 0);
+      return;
+    }
     if (dep.kept.has(p.replica) || dep.moves.some((m) => m.placement.replica === p.replica)) return this.remove(p, 'duplicate');
     const rev = dep.revs.get(p.revision) ?? dep.current;
     const selector = dep.current.spec.selector;
@@ -209,6 +277,11 @@ class Pass {
     if (!this.fleet.fits(node.i, rev.memBytes, rev.cpuMilli)) {
       const free = `${formatBytes(Math.max(0, this.fleet.memFree[node.i] as number))} and ${((this.fleet.cpuFree[node.i] as number) / 1000).toFixed(2)} cores free`;
       return mark('device-unfit', `no longer fits: needs ${rev.spec.resources.memory} and ${rev.spec.resources.cpus} cores, ${free}`, false);
+    }
+    const need = rev.needs[placement.accelerator] ?? 0;
+    if (!this.fleet.accFits(node.i, placement.accelerator, need)) {
+      // Replicas judged before it (earlier deployments and replicas) hold the devices: an older plan over-committed, or the inventory shrank.
+      return mark('device-unfit', `no longer fits: needs ${describeNeed(placement.accelerator, need)}, ${this.poolState(node, placement.accelerator)}`, false);
     }
     if (placement !== p) this.affected.add(p.deviceId);
     this.keep(dep, placement, node, rev);
@@ -303,6 +376,7 @@ class Pass {
     if (m.stays && from) {
       // It held capacity on its old device in pass 1.
       this.fleet.release(from.i, rev.memBytes, rev.cpuMilli);
+      this.fleet.accRelease(from.i, p.accelerator, rev.needs[p.accelerator] ?? 0);
       dep.counts[from.i] = (dep.counts[from.i] as number) - 1;
       dep.kept.delete(p.replica);
     }
@@ -331,7 +405,7 @@ class Pass {
     const node = this.fleet.byId.get(p.deviceId) as Node;
     this.keep(dep, p, node, rev);
     this.affected.add(node.id);
-    if (this.fleet.fits(node.i, rev.memBytes, rev.cpuMilli)) cands.push(node.i);
+    cands.push(node.i);
   }
 
   /** Pops the best device that fits and that `accept` takes; the ones it refused go back. */
@@ -339,7 +413,7 @@ class Pass {
     const refused: number[] = [];
     let found: number | undefined;
     for (let i = cands.pop(); i !== undefined; i = cands.pop()) {
-      if (!this.fleet.fits(i, rev.memBytes, rev.cpuMilli)) continue;
+      if (!this.fleet.fits(i, rev.memBytes, rev.cpuMilli) || !this.choiceFor(rev, this.fleet.nodes[i] as Node).ok) continue;
       if (accept(i)) { found = i; break; }
       refused.push(i);
     }
@@ -349,7 +423,8 @@ class Pass {
 
   private candidates(dep: Dep, rev: Rev): Candidates {
     return new Candidates({
-      fleet: this.fleet, latency: this.latency, scratch: this.scratch, choiceFor: (node) => this.choiceFor(rev, node),
+      fleet: this.fleet, latency: this.latency, scratch: this.scratch,
+      shapeChoice: (node) => this.shapeChoice(rev, node), choiceFor: (node, shape) => this.choiceFor(rev, node, shape), exclusive: rev.exclusive,
       model: rev.spec.model.name, memBytes: rev.memBytes, cpuMilli: rev.cpuMilli, objective: rev.spec.p95LatencyMs ?? Infinity,
       strategy: rev.spec.strategy, counts: dep.counts,
     });

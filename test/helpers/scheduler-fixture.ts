@@ -10,8 +10,23 @@ export const GiB = 2 ** 30;
 export const SHA = (c: string): string => c.repeat(64);
 
 export interface DevOpts {
+  /** accels: one entry per accelerator device, e.g. ['edgetpu', 'edgetpu'] for a dual Edge TPU board. */
   arch?: Arch; accels?: Exclude<AcceleratorKind, 'cpu'>[]; memGi?: number; cores?: number;
   labels?: Record<string, string>; online?: boolean; lastSeen?: number; boardClass?: string; noInventory?: boolean;
+}
+
+/**
+ * The inventory's accelerators: the nth device of a kind is /dev/<kind><n>; TensorRT names the
+ * CUDA device it runs on when there is one, as the agent's detector does.
+ */
+function accelerators(accels: readonly Exclude<AcceleratorKind, 'cpu'>[]): Inventory['accelerators'] {
+  const seen = new Map<string, number>();
+  return accels.map((kind) => {
+    const n = seen.get(kind) ?? 0;
+    seen.set(kind, n + 1);
+    const node = kind === 'tensorrt' && accels.includes('cuda') ? 'cuda' : kind;
+    return { kind, vendor: 'v', model: kind, device: `/dev/${node}${n}` };
+  });
 }
 
 export function dev(id: string, o: DevOpts = {}): DeviceView {
@@ -20,7 +35,7 @@ export function dev(id: string, o: DevOpts = {}): DeviceView {
   const inventory: Inventory = {
     id, arch, cpu: { model: 'test cpu', cores: o.cores ?? 4, flags: [] }, memoryBytes: (o.memGi ?? 4) * GiB,
     disk: { freeBytes: 1e10 }, kernel: '6.1', cgroup: 'v2',
-    accelerators: accels.map((kind) => ({ kind, vendor: 'v', model: kind, device: `/dev/${kind}0` })),
+    accelerators: accelerators(accels),
     labels: o.labels ?? {}, runtimes: ['shim'],
   };
   return {

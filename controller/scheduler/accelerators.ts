@@ -1,0 +1,55 @@
+// Accelerator devices as a consumable resource (docs/scheduling.md, "Accelerator devices").
+//
+// A device's accelerators fall into pools: the kinds that name the same silicon count against one
+// pool (TensorRT runs on the CUDA GPU, and the agent reports it with the CUDA device's node).
+// A pool's capacity is the number of distinct device nodes of its kinds in the inventory. A
+// replica holds `need` whole devices of the pool it runs on (need >= 1: exclusive) or shares the
+// devices no replica holds (need 0). Pure; the scheduler keeps per-device counts in typed arrays.
+import { acceleratorNeed } from '../deployments/spec.js';
+import type { AcceleratorDevices, AcceleratorKind } from '../model/types.js';
+
+export const POOLS = 4;
+/** Pool index per kind; -1 for cpu (not a device a replica holds). */
+export const POOL_OF: Readonly<Record<AcceleratorKind, number>> = { tensorrt: 0, cuda: 0, edgetpu: 1, npu: 2, gpu: 3, cpu: -1 };
+/** How a pool is named in reasons. */
+export const POOL_NAMES: readonly string[] = ['cuda', 'edgetpu', 'npu', 'gpu'];
+/** One bit per kind, for masks of kinds a device cannot give a replica right now. */
+export const KIND_BIT: Readonly<Record<AcceleratorKind, number>> = { tensorrt: 1, cuda: 2, edgetpu: 4, npu: 8, gpu: 16, cpu: 32 };
+
+/** Capacity per pool: distinct device nodes of the pool's kinds. */
+export function poolCapacity(accelerators: readonly { kind: string; device: string }[]): number[] {
+  const cap = [0, 0, 0, 0];
+  // A handful of entries per device: a scan of the earlier ones beats a set.
+  outer: for (const [n, a] of accelerators.entries()) {
+    const p = POOL_OF[a.kind as AcceleratorKind];
+    if (p === undefined || p < 0) continue;
+    for (let j = 0; j < n; j++) {
+      const b = accelerators[j] as { kind: string; device: string };
+      if (b.device === a.device && POOL_OF[b.kind as AcceleratorKind] === p) continue outer;
+    }
+    cap[p] = (cap[p] as number) + 1;
+  }
+  return cap;
+}
+
+/**
+ * Whether a pool with `free` devices nobody holds and `sharing` replicas sharing them takes one
+ * more replica that holds `need`: a sharer needs one free device; a holder needs `need`, and must
+ * leave one for the sharers already there.
+ */
+export function poolFits(free: number, sharing: number, need: number): boolean {
+  return need > 0 ? free - need >= (sharing > 0 ? 1 : 0) : free >= 1;
+}
+
+/** Need per kind of one revision (cpu always 0). */
+export function needsOf(devices: AcceleratorDevices | undefined): Record<AcceleratorKind, number> {
+  return {
+    tensorrt: acceleratorNeed(devices, 'tensorrt'), cuda: acceleratorNeed(devices, 'cuda'), edgetpu: acceleratorNeed(devices, 'edgetpu'),
+    npu: acceleratorNeed(devices, 'npu'), gpu: acceleratorNeed(devices, 'gpu'), cpu: 0,
+  };
+}
+
+/** "1 edgetpu device" / "shares the cuda devices": what a replica asks of a kind, in reasons. */
+export function describeNeed(kind: AcceleratorKind, need: number): string {
+  return need > 0 ? `${need} ${POOL_NAMES[POOL_OF[kind]] ?? kind} device${need === 1 ? '' : 's'}` : `a ${POOL_NAMES[POOL_OF[kind]] ?? kind} device to share`;
+}
