@@ -2,7 +2,7 @@
 // goes by in container.run's "devices" (a spec on disk, or the one the daemon writes at start),
 // every CDI device on disk, and the spec files that could not be read.
 import { CdiRegistry } from './cdi/registry.js';
-import { GENERATED_KINDS } from './cdi/generate.js';
+import { generatedNames } from './cdi/generate.js';
 import type { Accelerator } from './inventory.js';
 
 export interface CdiView {
@@ -19,23 +19,30 @@ export interface CdiView {
 export function cdiView(accelerators: readonly Accelerator[], root: string): CdiView {
   const reg = CdiRegistry.load({ root });
   const names = new Map<string, string[]>();
+  /** Directories specs bind-mount (a USB Coral's bus), with the names that mount them. */
+  const dirs = new Map<string, string[]>();
+  const add = (map: Map<string, string[]>, key: string, name: string): void => {
+    const list = map.get(key) ?? [];
+    if (!list.includes(name)) list.push(name);
+    map.set(key, list);
+  };
   for (const name of reg.deviceNames()) {
     const entry = reg.get(name);
     if (entry === undefined) continue;
     for (const edits of [entry.specFile.spec.containerEdits, entry.device.containerEdits]) {
-      for (const n of edits?.deviceNodes ?? []) {
-        const list = names.get(n.hostPath ?? n.path) ?? [];
-        if (!list.includes(name)) list.push(name);
-        names.set(n.hostPath ?? n.path, list);
-      }
+      for (const n of edits?.deviceNodes ?? []) add(names, n.hostPath ?? n.path, name);
+      for (const m of edits?.mounts ?? []) if (m.hostPath.startsWith('/dev/')) add(dirs, m.hostPath.replace(/\/+$/, ''), name);
     }
   }
   for (const a of accelerators) {
-    if (names.has(a.device)) continue;
-    for (const k of GENERATED_KINDS) {
-      const m = k.device.exec(a.device);
-      if (m?.[1] !== undefined) names.set(a.device, [`${k.kind}=${m[1]} (written at daemon start)`]);
+    for (const [dir, list] of dirs) {
+      if (a.device.startsWith(`${dir}/`)) for (const n of list) add(names, a.device, n);
     }
+  }
+  const planned = generatedNames(accelerators);
+  for (const a of accelerators) {
+    const name = planned.get(a.device);
+    if (!names.has(a.device) && name !== undefined) names.set(a.device, [`${name} (written at daemon start)`]);
   }
   return { names, devices: reg.deviceNames(), errors: reg.errors.map((e) => e.error.message), dirs: reg.describeDirs() };
 }

@@ -1,18 +1,24 @@
 // CDI end to end, as root, with real containers on this host's cgroups (v1 here): a spec for a
 // fake vendor device (a character node with the numbers of /dev/null, under a temp CDI root),
 // resolved by the agent's resolver, applied by the runtime: node, env, mount, hooks of every kind,
-// device-cgroup rules that refuse any other device. Everything is removed at the end.
+// device-cgroup rules that refuse any other device; and the spec the agent generates for a USB
+// Coral, followed across the device's re-enumeration in a running container. Everything is
+// removed at the end.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { detectAccelerators } from '../../agent/devices/accelerators.js';
+import { writeAcceleratorSpecs } from '../../agent/devices/cdi/generate.js';
 import { createCdiResolver } from '../../agent/devices/cdi/resolver.js';
+import { HostFs } from '../../agent/devices/host-fs.js';
 import { EXECUTORS, type ExecutorContext } from '../../agent/control/executors.js';
 import { EventPublisher } from '../../agent/control/events.js';
 import { Topics } from '../../shared/protocol/topics.js';
 import { createLogger } from '../../shared/logging.js';
+import { buildFakeHost, CORAL_BOOTLOADER } from '../helpers/fake-host.js';
 import { cgroupLeftovers, hostMountsUnder, isRoot, runtimeFixture, type RuntimeFixture } from '../helpers/runtime-fixture.js';
 
 if (!isRoot()) {
@@ -289,5 +295,75 @@ if (!isRoot()) {
     await fx.runtime.remove('cdi3');
     await t.rejects(EXECUTORS['container.run'].run({ name: 'cdi4', image: 'busybox', devices: ['acme.com/accel=nope'] }, ctx), { code: 'NOT_FOUND' });
     t.throws(() => fx.runtime.inspect('cdi4'), { code: 'NOT_FOUND' }, 'nothing was created');
+  });
+
+  // A USB Coral on bus 63 (which no machine here has, so major 189 with its minors reaches no real
+  // device: an allowed open fails ENXIO, or ENODEV where usbcore is loaded; a refused one EPERM).
+  // The spec is generated from a fake sysfs tree; the nodes are real character nodes.
+  t.test('USB Coral: the generated spec follows the device across re-enumeration in a running container, and a restart', async (t) => {
+    const h = buildFakeHost('arm64');
+    t.teardown(h.cleanup);
+    h.usb({ port: '63-1', ...CORAL_BOOTLOADER, devnum: 2 });
+    const bus = join(h.root, 'dev/bus/usb/063');
+    const mknod = (name: string, minor: number): void => {
+      rmSync(join(bus, name), { force: true });
+      execFileSync('mknod', ['-m', '0664', join(bus, name), 'c', '189', String(minor)]);
+    };
+    mknod('001', 62 * 128); // the root hub, devnum 1
+    mknod('002', 62 * 128 + 1); // the Coral before its firmware is loaded, devnum 2
+    mknod('stray', 63 * 128); // a number of bus 64: no rule gives it
+    const generated = writeAcceleratorSpecs(detectAccelerators(new HostFs(h.root)), { root: h.root });
+    t.same(generated.devices, ['google.com/edgetpu=usb0']);
+    const devices = await createCdiResolver({ root: h.root, logger: createLogger('test:cdi') })(['google.com/edgetpu=usb0']);
+    const script = [
+      'echo start',
+      'cat /dev/bus/usb/063/002 2>&1 | head -1',
+      'i=0; while [ ! -e /dev/bus/usb/063/003 ] && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done',
+      'echo $(ls /dev/bus/usb/063)',
+      'cat /dev/bus/usb/063/003 2>&1 | head -1',
+      'cat /dev/bus/usb/063/stray 2>&1 | head -1',
+      'mknod /dev/bus/usb/063/050 c 1 3 2>&1 | head -1',
+      'echo done',
+    ].join('; ');
+    await fx.runtime.run({ name: 'cdi-usb', image: 'busybox', args: ['sh', '-c', script], devices });
+    t.teardown(async () => { await fx.runtime.remove('cdi-usb').catch(() => undefined); });
+    if (v1Devices !== undefined) {
+      const list = readFileSync(join(v1Devices, 'feather', 'cdi-usb', 'devices.list'), 'utf8');
+      t.match(list, /^c 189:7936 rw$/m, 'the bus\'s first minor');
+      t.match(list, /^c 189:8063 rw$/m, 'and its last');
+      t.notMatch(list, /^c 189:(8064|\*) /m, 'nothing beyond the bus');
+    }
+    // The container has opened the Coral; now its firmware "loads": devnum 2 leaves, devnum 3 comes.
+    const deadline = Date.now() + 20_000;
+    while ((await fx.runtime.logs('cdi-usb')).length < 2) {
+      if (Date.now() > deadline) throw new Error('the container did not start its script');
+      await sleep(25);
+    }
+    rmSync(join(bus, '002'));
+    execFileSync('mknod', ['-m', '0664', join(bus, '.003'), 'c', '189', String(62 * 128 + 2)]);
+    renameSync(join(bus, '.003'), join(bus, '003'));
+    await exited('cdi-usb');
+    const lines = await fx.runtime.logs('cdi-usb');
+    t.equal(lines[0], 'start');
+    t.match(lines[1] ?? '', /can't open .*No such device/, 'the Coral as plugged in: allowed (no driver behind this minor here)');
+    t.equal(lines[2], '001 003 stray', 'the bus directory is live: the new node is there, the old one gone');
+    t.match(lines[3] ?? '', /can't open .*No such device/, 'the node that appeared after start, with a new minor: allowed');
+    if (v1Devices !== undefined) t.match(lines[4] ?? '', /can't open .*Operation not permitted/, 'a number outside the bus is refused');
+    t.match(lines[5] ?? '', /Read-only file system/, 'the container cannot make nodes in the host\'s /dev');
+    t.equal(lines[6], 'done');
+    t.notOk(existsSync(join(bus, '050')));
+
+    // A restart uses config.json: the bind names the bus, not the node that went away.
+    await fx.runtime.start('cdi-usb');
+    await exited('cdi-usb');
+    const again = (await fx.runtime.logs('cdi-usb')).slice(7);
+    t.equal(again[0], 'start');
+    t.match(again[1] ?? '', /can't open .*No such file or directory/, 'devnum 2 is gone');
+    t.equal(again[2], '001 003 stray');
+    t.match(again[3] ?? '', /can't open .*No such device/, 'the Coral after its firmware: allowed');
+    t.equal(fx.runtime.inspect('cdi-usb').exitCode, 0);
+    await fx.runtime.remove('cdi-usb');
+    t.same(cgroupLeftovers('cdi-usb'), []);
+    t.same(hostMountsUnder(fx.paths.container('cdi-usb').dir), []);
   });
 }

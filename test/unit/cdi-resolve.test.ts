@@ -184,12 +184,12 @@ t.test('applyDeviceCgroup: rules go to a backend that has them; v2 passes a filt
 });
 
 t.test('toDeviceNodes: nothing requested, nothing but the carrier', async (t) => {
-  const d = toDeviceNodes({ devices: [], nodes: [], mounts: [], env: {}, hooks: [] });
+  const d = toDeviceNodes({ devices: [], nodes: [], rules: [], mounts: [], env: {}, hooks: [] });
   t.equal(d.length, 1);
-  t.same(containerDeviceEdits(d), { nodes: [], binds: [], env: {}, hooks: [], cdiDevices: [] });
+  t.same(containerDeviceEdits(d), { nodes: [], binds: [], env: {}, hooks: [], rules: [], cdiDevices: [] });
 });
 
-t.test('specs for Coral PCIe, Hailo and accel from a fake board', async (t) => {
+t.test('specs for Coral PCIe and USB, Hailo and accel from a fake board', async (t) => {
   const host = buildFakeHost('arm64', { accelerators: ['coral-pcie', 'hailo', 'intel-npu', 'coral-usb', 'nvidia'] });
   t.teardown(host.cleanup);
   host.write('/dev/apex_1', '');
@@ -198,16 +198,16 @@ t.test('specs for Coral PCIe, Hailo and accel from a fake board', async (t) => {
   const stat: StatNode = (p) => (p === join(host.root, '/dev/apex_0') ? { type: 'c', major: 120, minor: 0 } : p.startsWith(host.root) && new HostFs('/').exists(p) ? { type: 'other', major: 0, minor: 0 } : undefined);
   const specs = acceleratorSpecs(accelerators, { root: host.root, stat });
   t.same(specs.map((s) => [s.kind, s.devices.map((d) => d.name)]), [
-    ['google.com/edgetpu', ['apex_0', 'apex_1']],
+    ['google.com/edgetpu', ['apex_0', 'apex_1', 'usb0']],
     ['hailo.ai/hailo', ['hailo0']],
     ['kernel.org/accel', ['accel0']],
-  ], 'one kind per family; USB Coral and NVIDIA get none');
+  ], 'one kind per family (the USB Coral in the PCIe one\'s); NVIDIA gets none');
   t.same(specs[0]?.devices[0]?.containerEdits.deviceNodes, [{ path: '/dev/apex_0', permissions: 'rw', type: 'c', major: 120, minor: 0 }]);
   t.same(specs[0]?.devices[1]?.containerEdits.deviceNodes, [{ path: '/dev/apex_1', permissions: 'rw' }], 'no numbers for a node that is not one');
   t.same(specs[1]?.devices[0]?.annotations, { 'feather/model': 'hailo Hailo-8' });
 
   const result = writeAcceleratorSpecs(accelerators, { root: host.root, stat });
-  t.same(result.devices, ['google.com/edgetpu=apex_0', 'google.com/edgetpu=apex_1', 'hailo.ai/hailo=hailo0', 'kernel.org/accel=accel0']);
+  t.same(result.devices, ['google.com/edgetpu=apex_0', 'google.com/edgetpu=apex_1', 'google.com/edgetpu=usb0', 'hailo.ai/hailo=hailo0', 'kernel.org/accel=accel0']);
   t.same(readdirSync(join(host.root, 'var/run/cdi')).sort(), ['feather-google.com-edgetpu.json', 'feather-hailo.ai-hailo.json', 'feather-kernel.org-accel.json']);
   for (const f of result.written) t.ok(parseCdiSpec(readFileSync(f, 'utf8'), f), `${f} reads back as a valid spec`);
   const reg = CdiRegistry.load({ root: host.root });
@@ -217,7 +217,7 @@ t.test('specs for Coral PCIe, Hailo and accel from a fake board', async (t) => {
   host.write('/etc/cdi/coral.yaml', 'cdiVersion: 0.6.0\nkind: coral.ai/tpu\ndevices:\n  - name: "0"\n    containerEdits:\n      deviceNodes: [{ path: /dev/apex_0 }]\n');
   writeFileSync(join(host.root, 'var/run/cdi/vendor-other.json'), '{}');
   const again = writeAcceleratorSpecs(accelerators.filter((a) => a.vendor !== 'hailo'), { root: host.root, stat });
-  t.same(again.devices, ['google.com/edgetpu=apex_1', 'kernel.org/accel=accel0']);
+  t.same(again.devices, ['google.com/edgetpu=apex_1', 'google.com/edgetpu=usb0', 'kernel.org/accel=accel0']);
   t.same(again.removed, [join(host.root, 'var/run/cdi/feather-hailo.ai-hailo.json')]);
   t.ok(readdirSync(join(host.root, 'var/run/cdi')).includes('vendor-other.json'), 'files that are not ours are left alone');
   const none = writeAcceleratorSpecs([], { root: host.root, stat });
@@ -229,6 +229,6 @@ t.test('no accelerators: no directory is made', async (t) => {
   const host = buildFakeHost('x86');
   t.teardown(host.cleanup);
   const r = writeAcceleratorSpecs(detectAccelerators(new HostFs(host.root)), { root: host.root });
-  t.same(r, { written: [], removed: [], devices: [] });
+  t.same(r, { written: [], unchanged: [], removed: [], devices: [] });
   t.notOk(new HostFs(host.root).exists('/var/run/cdi'));
 });

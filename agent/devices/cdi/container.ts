@@ -1,9 +1,9 @@
 // The runtime's side of CDI. The control plane and the reconciler hand the runtime a RunRequest
 // whose `devices` (DeviceNode[]) come from the resolver (resolver.ts): the device nodes, each
 // carrying what the device cgroup needs, plus one entry with empty paths that carries the rest of
-// the edits (env, bind mounts, hooks). They are saved in the container's config.json as they are,
-// so a restart applies the same edits without reading the specs again. Here the runtime turns
-// them back into shim records, device-cgroup rules and hooks.
+// the edits (env, bind mounts, hooks, annotated device-cgroup rules). They are saved in the
+// container's config.json as they are, so a restart applies the same edits without reading the
+// specs again. Here the runtime turns them back into shim records, device-cgroup rules and hooks.
 import type { Logger } from '../../../shared/logging.js';
 import { isPlainObject } from '../../../shared/protocol/fields.js';
 import type { CgroupBackend, CgroupManager, DeviceFilter, DeviceRule } from '../../runtime/cgroups/types.js';
@@ -20,8 +20,11 @@ export interface CdiDeviceNode extends DeviceNode {
 export interface CdiEditsEntry extends DeviceNode {
   hostPath: '';
   containerPath: '';
-  cdiEdits: { devices: string[]; env: Record<string, string>; mounts: BindMount[]; hooks: ResolvedHook[] };
+  cdiEdits: { devices: string[]; env: Record<string, string>; mounts: BindMount[]; hooks: ResolvedHook[]; rules?: CarriedRule[] };
 }
+
+/** A device-cgroup rule from a device's annotation (rules.ts), as saved; minor absent means any. */
+export interface CarriedRule { type: 'c' | 'b'; major: number; minor?: number; access: string }
 
 /** What a container's `devices` amount to at start. */
 export interface ContainerDeviceEdits {
@@ -32,6 +35,8 @@ export interface ContainerDeviceEdits {
   /** Environment from CDI specs (the workload's own env wins over it). */
   env: Record<string, string>;
   hooks: ResolvedHook[];
+  /** Device-cgroup allow rules beyond the nodes' own (a device's feather/device-cgroup-rules). */
+  rules: DeviceRule[];
   /** CDI names applied. */
   cdiDevices: string[];
 }
@@ -46,6 +51,9 @@ export function toDeviceNodes(edits: ResolvedEdits): DeviceNode[] {
     hostPath: '', containerPath: '',
     cdiEdits: { devices: [...edits.devices], env: { ...edits.env }, mounts: edits.mounts.map((m) => ({ ...m })), hooks: edits.hooks.map((h) => ({ ...h })) },
   };
+  if (edits.rules.length > 0) {
+    carrier.cdiEdits.rules = edits.rules.map((r): CarriedRule => (r.minor === undefined ? { type: r.type, major: r.major, access: r.access } : { type: r.type, major: r.major, minor: r.minor, access: r.access }));
+  }
   out.push(carrier);
   return out;
 }
@@ -68,13 +76,18 @@ function isHook(v: unknown): v is ResolvedHook {
     && (CDI_HOOK_NAMES as readonly string[]).includes(v['hookName']) && Array.isArray(v['args']) && Array.isArray(v['env']);
 }
 
+function isCarriedRule(v: unknown): v is CarriedRule {
+  return isPlainObject(v) && (v['type'] === 'c' || v['type'] === 'b') && Number.isSafeInteger(v['major'])
+    && (v['minor'] === undefined || Number.isSafeInteger(v['minor'])) && typeof v['access'] === 'string' && /^(?!.*(.).*\1)[rwm]{1,3}$/.test(v['access']);
+}
+
 function isBind(v: unknown): v is BindMount {
   return isPlainObject(v) && typeof v['source'] === 'string' && typeof v['target'] === 'string' && typeof v['readonly'] === 'boolean';
 }
 
 /** Split a container's saved `devices` into nodes and the other edits. Tolerates plain DeviceNodes. */
 export function containerDeviceEdits(devices: readonly DeviceNode[]): ContainerDeviceEdits {
-  const out: ContainerDeviceEdits = { nodes: [], binds: [], env: {}, hooks: [], cdiDevices: [] };
+  const out: ContainerDeviceEdits = { nodes: [], binds: [], env: {}, hooks: [], rules: [], cdiDevices: [] };
   for (const d of devices) {
     if (!isCarrier(d)) {
       out.nodes.push(d);
@@ -87,6 +100,7 @@ export function containerDeviceEdits(devices: readonly DeviceNode[]): ContainerD
     }
     if (Array.isArray(e.mounts)) out.binds.push(...e.mounts.filter(isBind));
     if (Array.isArray(e.hooks)) out.hooks.push(...e.hooks.filter(isHook));
+    if (Array.isArray(e.rules)) out.rules.push(...e.rules.filter(isCarriedRule).map((r) => rule(r.type, r.major, r.minor, r.access)));
   }
   return out;
 }
@@ -117,11 +131,13 @@ export const BASELINE_DEVICE_RULES: readonly DeviceRule[] = [
 
 /**
  * The rules for a container: the baseline, then one allow rule per device node (CDI nodes carry
- * their numbers and permissions; a plain node is looked up on the host and gets rwm).
+ * their numbers and permissions; a plain node is looked up on the host and gets rwm), then the
+ * rules of devices' feather/device-cgroup-rules annotations.
  */
 export function deviceRules(devices: readonly DeviceNode[], stat: StatNode = statNode): DeviceRule[] {
   const rules = [...BASELINE_DEVICE_RULES];
-  for (const d of containerDeviceEdits(devices).nodes) {
+  const edits = containerDeviceEdits(devices);
+  for (const d of edits.nodes) {
     let type: 'c' | 'b' | 'p' | 'other' | undefined;
     let major = 0;
     let minor = 0;
@@ -134,6 +150,7 @@ export function deviceRules(devices: readonly DeviceNode[], stat: StatNode = sta
     }
     if (type === 'c' || type === 'b') rules.push(rule(type, major, minor, access));
   }
+  rules.push(...edits.rules);
   return rules;
 }
 
@@ -157,7 +174,7 @@ export function applyDeviceCgroup(cgroups: CgroupManager, name: string, devices:
   if (!hasDeviceRules(cgroups)) return { dirs: [] };
   const result = cgroups.setDevices(name, deviceRules(devices));
   if (result.supported) return result.filter === undefined ? { dirs: result.dirs } : { dirs: result.dirs, filter: result.filter };
-  const nodes = containerDeviceEdits(devices).nodes;
-  if (nodes.length > 0) log.warn('cgroup.devices_unsupported', { name, reason: result.reason, nodes: nodes.map((n) => n.containerPath) });
+  const { nodes, rules } = containerDeviceEdits(devices);
+  if (nodes.length > 0 || rules.length > 0) log.warn('cgroup.devices_unsupported', { name, reason: result.reason, nodes: nodes.map((n) => n.containerPath), rules: rules.length });
   return { dirs: [] };
 }

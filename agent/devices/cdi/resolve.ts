@@ -9,6 +9,7 @@ import { statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { FeatherError } from '../../../shared/errors.js';
 import type { CdiDeviceEntry, CdiRegistry } from './registry.js';
+import { DEVICE_RULES_ANNOTATION, parseDeviceRules } from './rules.js';
 import { parseQualifiedName } from './spec.js';
 import type { CdiContainerEdits, CdiSpecFile, ResolvedDeviceNode, ResolvedEdits } from './types.js';
 
@@ -83,7 +84,7 @@ function lookup(registry: CdiRegistry, requested: string): CdiDeviceEntry[] {
 }
 
 class EditsBuilder {
-  readonly out: ResolvedEdits = { devices: [], nodes: [], mounts: [], env: {}, hooks: [] };
+  readonly out: ResolvedEdits = { devices: [], nodes: [], rules: [], mounts: [], env: {}, hooks: [] };
   readonly warnings: string[] = [];
   private readonly appliedSpecs = new Set<CdiSpecFile>();
 
@@ -98,6 +99,26 @@ class EditsBuilder {
       this.apply(top, e.specFile.file, 'containerEdits', e.qualified);
     }
     this.apply(e.device.containerEdits, e.specFile.file, `devices[${e.index}].containerEdits`, e.qualified);
+    this.addRules(e);
+  }
+
+  /** The device's feather/device-cgroup-rules annotation (rules.ts), each rule once. */
+  private addRules(e: CdiDeviceEntry): void {
+    const text = e.device.annotations?.[DEVICE_RULES_ANNOTATION];
+    if (text === undefined) return;
+    let rules;
+    try {
+      rules = parseDeviceRules(text);
+    } catch (err: unknown) {
+      throw bad(`CDI spec ${e.specFile.file}: field devices[${e.index}].annotations["${DEVICE_RULES_ANNOTATION}"]: ${err instanceof Error ? err.message : String(err)}; ${e.qualified} cannot be used`);
+    }
+    const seen = new Set(this.out.rules.map((r) => `${r.type} ${r.major}:${r.minor ?? '*'} ${r.access}`));
+    for (const r of rules) {
+      const key = `${r.type} ${r.major}:${r.minor ?? '*'} ${r.access}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      this.out.rules.push({ ...r, device: e.qualified });
+    }
   }
 
   private hostPath(p: string): string {

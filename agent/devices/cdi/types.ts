@@ -108,11 +108,28 @@ export interface ResolvedHook {
   device: string;
 }
 
+/**
+ * A device-cgroup allow rule from a device's `feather/device-cgroup-rules` annotation (resolve.ts):
+ * access to device numbers without a node, for nodes that appear later in a bind-mounted directory.
+ */
+export interface ResolvedDeviceRule {
+  type: 'c' | 'b';
+  major: number;
+  /** undefined: any minor. */
+  minor: number | undefined;
+  /** Some of r, w, m. */
+  access: string;
+  /** "vendor.com/class=name" of the device whose annotation named it. */
+  device: string;
+}
+
 /** Everything a set of requested CDI devices changes in a container, merged in request order. */
 export interface ResolvedEdits {
   /** Fully qualified names, "=all" expanded, in order. */
   devices: string[];
   nodes: ResolvedDeviceNode[];
+  /** Device-cgroup rules beyond the nodes' own (feather extension, an annotation). */
+  rules: ResolvedDeviceRule[];
   mounts: ResolvedMount[];
   /** KEY=VALUE, later wins. */
   env: Record<string, string>;
