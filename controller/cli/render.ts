@@ -5,6 +5,7 @@ import { relativeTime, table } from '../../agent/cli/format.js';
 import type { EventRecord } from '../store/types.js';
 import type { BlobView } from '../api/fleet.js';
 import type { DeploymentDetail, DeploymentSummary, DeviceDetail, DeviceSummary, ModelView } from '../api/views.js';
+import { acceleratorNeed } from '../model/accelerators.js';
 import type { OutputFormat } from './args.js';
 
 /** JSON (2-space indent) or YAML of `data`; undefined for table output. */
@@ -139,7 +140,7 @@ export function describeDeployment(d: DeploymentDetail, now: number): string {
     ['Model', `${s.model.name} (${s.model.variants.map((v) => `${v.accelerator}/${v.precision}`).join(', ')})`],
     ['Runtime', s.runtime.variants.map((v) => `${v.arch} ${v.image} sha256:${v.sha256.slice(0, 12)}`).join('; ')],
     ['Replicas', s.selector !== undefined ? `one per device matching ${labelsText(s.selector)}` : `${s.replicas ?? 0} (strategy ${s.strategy ?? 'spread'})`],
-    ['Resources', `memory ${s.resources.memory}, cpus ${s.resources.cpus}${s.resources.pids !== undefined ? `, pids ${s.resources.pids}` : ''}`],
+    ['Resources', `memory ${s.resources.memory}, cpus ${s.resources.cpus}${s.resources.pids !== undefined ? `, pids ${s.resources.pids}` : ''}${acceleratorDevices(s)}`],
     ['Accelerators', s.accelerators.join(', ')],
     ['Latency', `p95 ${formatMs(d.p95Ms)} (worst replica), objective ${d.objectiveMs === null ? 'none' : formatMs(d.objectiveMs)}`],
     ['Ready', `${d.running}/${d.desired} running, ${d.updated}/${d.placed} at revision ${d.revision}`],
@@ -156,6 +157,13 @@ export function describeDeployment(d: DeploymentDetail, now: number): string {
     for (const reason of d.unschedulable.reasons) parts.push(`  ${reason.devices} device(s): ${reason.reason}`);
   }
   return parts.join('\n');
+}
+
+/** ", accelerator devices per replica: edgetpu 1, cuda shared" for the kinds on the preference list (docs/scheduling.md). */
+function acceleratorDevices(s: DeploymentDetail['spec']): string {
+  const kinds = s.accelerators.filter((k) => k !== 'cpu');
+  if (kinds.length === 0) return '';
+  return `, accelerator devices per replica: ${kinds.map((k) => { const n = acceleratorNeed(s.resources.accelerators, k); return `${k} ${n > 0 ? n : 'shared'}`; }).join(', ')}`;
 }
 
 function indent(text: string): string {

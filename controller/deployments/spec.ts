@@ -7,6 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import { FeatherError } from '../../shared/errors.js';
 import { parseCpus, parseMemory, validateName } from '../../shared/limits.js';
 import { MAX_LAYERS } from '../../agent/images/layers.js';
+import { DEVICE_ACCELERATOR_KINDS, MAX_ACCELERATOR_DEVICES } from '../model/accelerators.js';
 import type {
   AcceleratorDevices, AcceleratorKind, Arch, DeploymentSpec, DeviceAcceleratorKind, ImageLayer, ModelBuild, ModelVariant, Precision,
   RolloutPolicy, RuntimeVariant,
@@ -22,26 +23,6 @@ export const DEFAULT_ROLLOUT: Readonly<Required<RolloutPolicy>> = { maxUnavailab
 export const MAX_MIN_READY_S = 3600;
 export const DEFAULT_ACCELERATORS: readonly AcceleratorKind[] = ['cpu'];
 export const DEFAULT_PIDS = 256;
-
-export const DEVICE_ACCELERATOR_KINDS: readonly DeviceAcceleratorKind[] = ['tensorrt', 'cuda', 'edgetpu', 'npu', 'gpu'];
-/**
- * Accelerator devices a replica holds on the kind it runs on, unless `resources.accelerators`
- * says otherwise (docs/scheduling.md, "Accelerator devices"). 1 = exclusive: an Edge TPU is
- * opened by one process at a time, and a Hailo (or another NPU) is too unless its vendor's
- * multi-process service runs; a second replica would fail to start. 0 = shared: CUDA contexts of
- * several processes time-slice one GPU (on a Jetson's iGPU that is how containers share it), and
- * DRM render nodes serve many clients; GPU memory, not the device, is what runs out.
- */
-export const ACCELERATOR_DEVICE_DEFAULTS: Readonly<Record<DeviceAcceleratorKind, number>> = { tensorrt: 0, cuda: 0, edgetpu: 1, npu: 1, gpu: 0 };
-/** The most accelerator devices of one kind a replica may ask for. */
-export const MAX_ACCELERATOR_DEVICES = 16;
-
-/** Accelerator devices one replica holds when it runs on `kind` (0: shares them; always 0 on cpu). */
-export function acceleratorNeed(devices: AcceleratorDevices | undefined, kind: AcceleratorKind): number {
-  if (kind === 'cpu') return 0;
-  if (typeof devices === 'number') return devices;
-  return devices?.[kind] ?? ACCELERATOR_DEVICE_DEFAULTS[kind];
-}
 
 /** Containers are named `<deployment>-<replica>`: the name leaves room for the replica number. */
 export const MAX_DEPLOYMENT_NAME = 48;

@@ -71,7 +71,7 @@ export interface DeploymentSpec {
   /**
    * pids: process/thread limit per replica (optional; the deployment parser fills in 256).
    * accelerators: accelerator devices a replica holds on the kind it runs on (docs/scheduling.md,
-   * "Accelerator devices"); absent = the defaults of ACCELERATOR_DEVICE_DEFAULTS.
+   * "Accelerator devices"); absent = the defaults of ACCELERATOR_DEVICE_DEFAULTS (./accelerators.ts).
    */
   resources: { memory: string; cpus: number; pids?: number; accelerators?: AcceleratorDevices };
   /** Preference order, e.g. [tensorrt, cuda, edgetpu, npu, cpu]. */

@@ -5,7 +5,7 @@
 // A pool's capacity is the number of distinct device nodes of its kinds in the inventory. A
 // replica holds `need` whole devices of the pool it runs on (need >= 1: exclusive) or shares the
 // devices no replica holds (need 0). Pure; the scheduler keeps per-device counts in typed arrays.
-import { acceleratorNeed } from '../deployments/spec.js';
+import { acceleratorNeed } from '../model/accelerators.js';
 import type { AcceleratorDevices, AcceleratorKind } from '../model/types.js';
 
 export const POOLS = 4;
