@@ -43,7 +43,7 @@ export function formatInventory(inv: Inventory, cdi: CdiView): string {
     out.push('ACCELERATORS  none found');
   } else {
     out.push(table(['ACCELERATOR', 'VENDOR', 'MODEL', 'DEVICE', 'MEMORY', 'CDI NAME'], inv.accelerators.map((a) => [
-      a.kind, a.vendor, a.model, a.device, a.memoryBytes === undefined ? '-' : formatBytes(a.memoryBytes), (cdi.names.get(a.device) ?? ['-']).join(', '),
+      a.kind, a.vendor, a.model, a.device, a.memoryBytes !== undefined ? formatBytes(a.memoryBytes) : a.unifiedMemory === true ? 'system' : '-', (cdi.names.get(a.device) ?? ['-']).join(', '),
     ])));
   }
   out.push('');

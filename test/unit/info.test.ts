@@ -53,7 +53,7 @@ t.test('the table: facts, accelerators with CDI names, CDI devices and unreadabl
   t.match(r.out, /^LABELS {5}site=lab$/m);
   t.match(r.out, /^ACCELERATOR +VENDOR +MODEL +DEVICE +MEMORY +CDI NAME$/m);
   t.match(r.out, /^edgetpu +google +Coral Edge TPU \(PCIe\) +\/dev\/apex_0 +- +google\.com\/edgetpu=apex_0 \(written at daemon start\)$/m);
-  t.match(r.out, /^edgetpu +google +Coral Edge TPU \(USB\) +\/dev\/bus\/usb\/002\/003 +- +-$/m);
+  t.match(r.out, /^edgetpu +google +Coral Edge TPU \(USB\) +\/dev\/bus\/usb\/002\/003 +- +google\.com\/edgetpu=usb0 \(written at daemon start\)$/m);
   t.match(r.out, /^npu +hailo +Hailo-8 +\/dev\/hailo0 +- +hailo\.ai\/hailo=0$/m, 'the vendor spec\'s name');
   t.match(r.out, new RegExp(`^CDI DEVICES \\(/etc/cdi, /var/run/cdi under ${host.root}\\)\\n  hailo\\.ai/hailo=0$`, 'm'));
   t.match(r.out, /^ {2}unreadable: CDI spec .*bad\.json: not valid JSON/m);

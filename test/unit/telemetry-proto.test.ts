@@ -37,7 +37,7 @@ export function sampleWith(n: number): TelemetrySample {
       diskTotalBytes: 62_000_000_000, diskFreeBytes: 40_000_000_000,
       temperatures: [{ sensor: 'thermal:cpu-thermal', celsius: 61.45 }, { sensor: 'hwmon:rp1_adc/temp1', celsius: 55 }],
       uptimeS: 350_735.47,
-      acceleratorMemory: [{ device: '/dev/dri/renderD128', memoryTotalBytes: 8_573_157_376, memoryUsedBytes: 1_234_567_168 }],
+      acceleratorMemory: [], // a Pi's GPU uses system memory
     },
     containers,
     agent: { cpuPercent: 0.75, memoryRssBytes: 61_000_000 },
@@ -83,6 +83,17 @@ t.test('JSON round trip, camelCase names, no limit when unlimited, first byte {'
   t.equal(obj.containers[1]?.['memoryLimitBytes'], 134_217_728);
   t.equal(obj.containers[0]?.['source'], 'CGROUP');
   t.same(approxEqual(decodeTelemetry(payload), s), []);
+});
+
+t.test('accelerator memory (amdgpu, NVIDIA) survives both encodings', async (t) => {
+  const s = sampleWith(1);
+  s.device.acceleratorMemory = [
+    { device: '/dev/dri/renderD128', memoryTotalBytes: 8_573_157_376, memoryUsedBytes: 1_234_567_168 },
+    { device: '/dev/nvidia0', memoryTotalBytes: 25_769_803_776, memoryUsedBytes: 0 },
+  ];
+  for (const encoding of ['protobuf', 'json'] as const) {
+    t.same(approxEqual(decodeTelemetry(encodeTelemetry(s, encoding).payload), s), [], encoding);
+  }
 });
 
 t.test('fractional counts are rounded rather than rejected', async (t) => {
