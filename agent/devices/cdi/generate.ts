@@ -113,6 +113,7 @@ export function acceleratorSpecs(accelerators: readonly Accelerator[], opts: Gen
     const model = `${acc.vendor} ${acc.model}`;
     const usb = USB_NODE.exec(acc.device);
     if (usb?.[1] !== undefined && isUsbCoral(acc)) {
+      if (Number(usb[1]) < 1) continue; // buses are numbered from 1
       const busDir = `/dev/bus/usb/${usb[1]}`;
       if ([busDir, '/dev/bus/usb', '/dev/bus', '/dev'].some((d) => opts.providedDirs?.has(d) === true)) continue;
       if (stat(hostPath(busDir)) === undefined) continue; // no usbfs nodes (no devtmpfs?): nothing to give
