@@ -30,6 +30,7 @@ import { hashFile } from './digest.js';
 import { ArchivePolicy } from './policy.js';
 import { SingleFlight } from './singleflight.js';
 import type { BlobSink } from './tee.js';
+import { WorkerExtractor } from './extract-client.js';
 
 const execFileP = promisify(execFile);
 
@@ -246,18 +247,30 @@ export class StreamExtractor {
   }
 }
 
-/** Extract the file `archive` into `target` (which must not exist); see StreamExtractor. */
-export async function extractArchive(archive: string, target: string, opts: ExtractOptions = {}): Promise<ExtractStats> {
-  const x = new StreamExtractor(archive, target, { ...opts, archive });
+/** What extractArchive drives: a StreamExtractor here, or one in a worker thread (extract-client.ts). */
+export interface ChunkExtractor {
+  start(): Promise<void>;
+  write(chunk: Buffer): Promise<void>;
+  finish(): Promise<ExtractStats>;
+  abort(): Promise<void>;
+}
+
+/**
+ * Extract the file `archive` into `target` (which must not exist); see StreamExtractor. With
+ * `inWorker`, the extraction runs in a worker thread and this thread only reads the file.
+ */
+export async function extractArchive(archive: string, target: string, opts: ExtractOptions & { inWorker?: boolean } = {}): Promise<ExtractStats> {
+  const x: ChunkExtractor = opts.inWorker === true
+    ? new WorkerExtractor({ label: archive, target, sha256: opts.sha256, archive, reserveBytes: opts.reserveBytes }, opts.logger ?? createLogger('agent:images'))
+    : new StreamExtractor(archive, target, { ...opts, archive });
   await x.start();
   try {
     for await (const chunk of createReadStream(archive, { highWaterMark: 1 << 20, signal: opts.signal })) {
       await x.write(chunk as Buffer);
     }
   } catch (e: unknown) {
-    if (isFeatherError(e)) throw e;
     await x.abort();
-    throw extractionError(e, archive);
+    throw isFeatherError(e) ? e : extractionError(e, archive);
   }
   return x.finish();
 }
@@ -295,7 +308,7 @@ export class LayerCache {
   async streamingSink(sha256: string, label: string): Promise<(BlobSink & { settle(): Promise<boolean> }) | undefined> {
     if (await this.isCached(sha256)) return undefined;
     const tmp = join(this.dirs.tmp, tempName(`extract-${sha256}`));
-    const x = new StreamExtractor(label, tmp, { logger: this.log });
+    const x = new WorkerExtractor({ label, target: tmp }, this.log);
     let finished: ExtractStats | undefined;
     const started = Date.now();
     return {
@@ -346,7 +359,7 @@ export class LayerCache {
       await mkdir(this.dirs.tmp, { recursive: true });
       const tmp = join(this.dirs.tmp, tempName(`extract-${sha256}`));
       const started = Date.now();
-      const stats = await extractArchive(archive, tmp, { sha256, signal: sig, logger: this.log });
+      const stats = await extractArchive(archive, tmp, { sha256, signal: sig, logger: this.log, inWorker: true });
       if (!(await this.place(tmp, sha256))) return final; // another process won
       didExtract = true;
       this.log.info('image.extracted', { sha256, path: final, entries: stats.entries, skipped: stats.skipped, durationMs: Date.now() - started });
