@@ -5,10 +5,10 @@
 // 4,096 small files (per-entry cost), tar | gzip -1. A node:http server in this process serves
 // it on 127.0.0.1. Timed, interleaved, each run after a `sync` so nobody pays for another's
 // dirty pages:
-//   agent          image.pull over MQTT until its ok reply (download, sha256, fsync, rename,
-//                  and the extraction into cache/<sha256> done while the bytes arrive, sync -f),
-//                  then container.run of the pulled image until its ok reply (a container start
-//                  on the cached layer); the figure is the sum: pull + verify + extract
+//   agent          image.pull over MQTT until its ok reply (download, sha256, fsync, rename),
+//                  then container.run of the pulled image until its ok reply (extraction into
+//                  cache/<sha256> with a second sha256 pass, sync -f, and a container start);
+//                  the figure is the sum: pull + verify + extract, as the agent does it
 //   anchor         curl -s URL | tee >(sha256sum >/dev/null) | tar -xz -C DIR
 //   + sync         the anchor followed by sync -f DIR (the durability the agent pays for)
 //   tools, agent's steps  curl -o, sync, sha256sum -c, tar -xzf, sync -f: the agent's sequence
@@ -124,8 +124,8 @@ export async function measurePull(h: Harness, opts: { mb: number; runs: number }
     row(ref, results['pipeline'] ?? [], ''),
     row('anchor + sync -f DIR', results['pipelineSync'] ?? [], ''),
     row("tools, agent's steps", results['tools'] ?? [], 'curl -o, sync, sha256sum -c, tar -xzf, sync -f'),
-    row('agent: image.pull', agentPull, 'download + sha256 + fsync, extracting meanwhile + sync -f'),
-    row('agent: container.run after the pull', agentRun, 'start on the cached layer'),
+    row('agent: image.pull', agentPull, 'download + sha256 + fsync'),
+    row('agent: container.run after the pull', agentRun, 'extract + sha256 again + sync -f + start'),
     row('agent: pull + verify + extract', results['agent'] ?? [], 'the sum of the two'),
   ], ref);
   console.log(`agent RSS after the pulls: ${rssMb(h.pid).toFixed(1)} MB (${rssSplit(h.pid)}); peak over its life (VmHWM): ${hwmMb(h.pid).toFixed(1)} MB`);

@@ -1,8 +1,10 @@
-// npm run bench -- scheduler [--devices N] [--deployments D] [--replicas R] [--runs K]
+// npm run bench -- scheduler [--devices N] [--deployments D] [--replicas R] [--runs K] [--shared]
 // The whole plan for D x R replicas (default 100 x 100 = 10,000) over N heterogeneous devices
 // (default 10,000): placements per second, beside an in-process anchor (a naive first-fit over
 // the same input, run here) and beside published figures of other schedulers (not run here).
-// Inputs come from a seeded generator: every run plans the same fleet.
+// Inputs come from a seeded generator: every run plans the same fleet. Replicas hold Edge TPUs and
+// NPUs and share GPUs (the defaults); --shared makes every deployment share every accelerator
+// (resources.accelerators: 0), the plan the scheduler made before it counted devices.
 import type { Inventory } from '../agent/devices/inventory.js';
 import { parseMemory } from '../shared/limits.js';
 import type { AcceleratorKind, Arch, DeviceView, Measurement, Placement } from '../controller/model/types.js';
@@ -275,15 +277,17 @@ export async function benchScheduler(args: string[]): Promise<void> {
   const nReplicas = arg(args, 'replicas', 100);
   const runs = arg(args, 'runs', 5);
   if (args.includes('--help')) {
-    console.log('npm run bench -- scheduler [--devices 10000] [--deployments 100] [--replicas 100] [--runs 5]');
+    console.log('npm run bench -- scheduler [--devices 10000] [--deployments 100] [--replicas 100] [--runs 5] [--shared]');
     return;
   }
+  const shared = args.includes('--shared');
   const devices = makeDevices(nDevices);
-  const deployments = makeDeployments(nDeployments, nReplicas);
+  const deployments = makeDeployments(nDeployments, nReplicas).map((d) => (shared ? { ...d, spec: { ...d.spec, resources: { ...d.spec.resources, accelerators: 0 } } } : d));
   const measurements = makeMeasurements(devices, 10);
   const total = nDeployments * nReplicas;
   const base: ScheduleInput = { devices, deployments, placements: [], measurements, now: NOW, graceMs: 300_000 };
-  console.log(`scheduler: ${total} replicas (${nDeployments} deployments x ${nReplicas}) over ${nDevices} devices (${BOARDS.length} board types, ~2% offline), ${measurements.length} latency measurements; node ${process.version}`);
+  console.log(`scheduler: ${total} replicas (${nDeployments} deployments x ${nReplicas}) over ${nDevices} devices (${BOARDS.length} board types, ~2% offline), ${measurements.length} latency measurements; ` +
+    `${shared ? 'every accelerator shared (--shared)' : 'Edge TPUs and NPUs held, one replica each; GPUs shared'}; node ${process.version}`);
 
   const fresh = time(runs, () => schedule(base));
   const placed = fresh.last.placements.length;

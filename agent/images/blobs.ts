@@ -26,7 +26,6 @@ import { isPidAlive } from '../../shared/process.js';
 import { freeBytes, renameDurable, tempName } from './durable.js';
 import { abortReason, SingleFlight } from './singleflight.js';
 import { isTransientNetworkError, openSource, parseBlobUrl, RangeNotSatisfiable, TransientError } from './sources.js';
-import { SinkFeed, type BlobSink } from './tee.js';
 
 export interface FetchProgress {
   /** Bytes of the blob held so far (resumed bytes included). */
@@ -46,8 +45,6 @@ export interface FetchRequest {
   tmpDir: string;
   onProgress?: ((p: FetchProgress) => void) | undefined;
   signal?: AbortSignal | undefined;
-  /** Fed the bytes as they arrive (tee.ts); only the caller whose call runs the transfer has its sink fed. */
-  sink?: BlobSink | undefined;
 }
 
 export interface FetchResult {
@@ -270,7 +267,7 @@ export class BlobFetcher {
     const onProgress = req.onProgress;
     if (onProgress) set.add(onProgress);
     try {
-      const { value, shared } = await this.flights.run(sha256, (signal) => this.download(url, sha256, dest, tmpDir, signal, req.sink), req.signal);
+      const { value, shared } = await this.flights.run(sha256, (signal) => this.download(url, sha256, dest, tmpDir, signal), req.signal);
       if (value.path !== dest) await copyVerified(value.path, sha256, dest);
       return { sha256, bytes: value.bytes, durationMs: Date.now() - started, resumedFrom: value.resumedFrom, attempts: value.attempts, shared };
     } catch (e: unknown) {
@@ -296,23 +293,18 @@ export class BlobFetcher {
     };
   }
 
-  private async download(url: URL, sha256: string, dest: string, tmpDir: string, signal: AbortSignal, sink: BlobSink | undefined): Promise<Downloaded> {
-    const tee = new SinkFeed(sink, this.log, { url: url.href, sha256 });
+  private async download(url: URL, sha256: string, dest: string, tmpDir: string, signal: AbortSignal): Promise<Downloaded> {
+    await mkdir(tmpDir, { recursive: true });
+    await mkdir(dirname(dest), { recursive: true });
+    const release = await acquireLock(join(tmpDir, `${sha256}.lock`), sha256);
     try {
-      await mkdir(tmpDir, { recursive: true });
-      await mkdir(dirname(dest), { recursive: true });
-      const release = await acquireLock(join(tmpDir, `${sha256}.lock`), sha256);
-      try {
-        return await this.transfer(url, sha256, dest, join(tmpDir, `${sha256}.partial`), signal, tee);
-      } finally {
-        await release();
-      }
+      return await this.transfer(url, sha256, dest, join(tmpDir, `${sha256}.partial`), signal);
     } finally {
-      await tee.drop('the transfer failed');
+      await release();
     }
   }
 
-  private async transfer(url: URL, sha256: string, dest: string, partial: string, signal: AbortSignal, tee: SinkFeed): Promise<Downloaded> {
+  private async transfer(url: URL, sha256: string, dest: string, partial: string, signal: AbortSignal): Promise<Downloaded> {
     const meter = new ProgressMeter(this.emitter(sha256), this.progressIntervalMs);
     let state: HashState | undefined;
     let resumedFrom = 0;
@@ -328,10 +320,9 @@ export class BlobFetcher {
           resumedThisRun = true;
           if (resumedFrom === 0) resumedFrom = state.length;
         }
-        await this.receive(url, partial, state, signal, meter, tee);
+        await this.receive(url, partial, state, signal, meter);
         const actual = state.hash.copy().digest('hex');
         if (actual === sha256) {
-          await tee.finish(state.length);
           await this.publish(partial, sha256, dest);
           this.log.info('pull.verified', { url: url.href, sha256, bytes: state.length, attempts, resumedFrom });
           return { path: dest, bytes: state.length, resumedFrom, attempts };
@@ -360,7 +351,6 @@ export class BlobFetcher {
         if (e instanceof RangeNotSatisfiable && state !== undefined && state.length > 0 && !freshTried) {
           // We hold as much as the server has, or more: check what we hold, else start over.
           if (e.total === state.length && state.hash.copy().digest('hex') === sha256) {
-            await tee.finish(state.length);
             await this.publish(partial, sha256, dest);
             return { path: dest, bytes: state.length, resumedFrom, attempts };
           }
@@ -394,7 +384,7 @@ export class BlobFetcher {
   }
 
   /** One request: append the body to `partial`, feeding `state`. Throws on a short read or a stall. */
-  private async receive(url: URL, partial: string, state: HashState, signal: AbortSignal, meter: ProgressMeter, tee: SinkFeed): Promise<void> {
+  private async receive(url: URL, partial: string, state: HashState, signal: AbortSignal, meter: ProgressMeter): Promise<void> {
     const watchdog = new AbortController();
     const combined = AbortSignal.any([signal, watchdog.signal]);
     let timer: NodeJS.Timeout | undefined;
@@ -417,7 +407,6 @@ export class BlobFetcher {
         state.length = 0;
         await truncateTo(partial, 0);
       }
-      await tee.resumeAt(state.length);
       const total = src.total;
       if (total !== undefined) {
         if (state.length > total) throw new RangeNotSatisfiable(total);
@@ -432,7 +421,6 @@ export class BlobFetcher {
         await writeAll(fh, chunk);
         state.hash.update(chunk);
         state.length += chunk.length;
-        await tee.write(chunk);
         if (total !== undefined && state.length > total) {
           throw new FeatherError('PULL_FAILED', `${url.href}: the server sent more than the ${total} bytes it announced`);
         }

@@ -135,20 +135,12 @@ export class ImageStore {
       } catch { /* tarball gone: fetch it again */ }
     }
     let r: FetchResult;
-    // The layer is extracted while it downloads (when it is not cached yet); kept only once verified.
-    const sink = await this.layers.streamingSink(sha256, url);
     try {
-      r = await this.fetcher.fetchVerified({ url, sha256, dest, tmpDir: this.paths.tmp, onProgress: opts.onProgress, signal: opts.signal, sink });
+      r = await this.fetcher.fetchVerified({ url, sha256, dest, tmpDir: this.paths.tmp, onProgress: opts.onProgress, signal: opts.signal });
     } catch (e: unknown) {
       const fe = toFeatherError(e);
       this.log.info('pull.failed', { name, url, sha256, code: fe.code, reason: fe.message });
       throw fe;
-    }
-    try {
-      await sink?.settle();
-    } catch (e: unknown) {
-      // The verified tarball is in place; the layer is extracted from it when a container needs it.
-      this.log.warn('image.extract_while_downloading_failed', { name, sha256, error: messageOf(e) });
     }
     await this.manifest.upsert({ name, sha256, size: r.bytes, source: url, pulledAt: new Date().toISOString() });
     this.log.info('image.pulled', { name, sha256, bytes: r.bytes, durationMs: r.durationMs, resumedFrom: r.resumedFrom, attempts: r.attempts });

@@ -19,17 +19,23 @@ export const KIND_BIT: Readonly<Record<AcceleratorKind, number>> = { tensorrt: 1
 /** Capacity per pool: distinct device nodes of the pool's kinds. */
 export function poolCapacity(accelerators: readonly { kind: string; device: string }[]): number[] {
   const cap = [0, 0, 0, 0];
+  countPools(accelerators, cap, 0);
+  return cap;
+}
+
+/** poolCapacity added into out[at + pool] (the scheduler's typed arrays, without an array per device). */
+export function countPools(accelerators: readonly { kind: string; device: string }[], out: { [pool: number]: number }, at: number): void {
   // A handful of entries per device: a scan of the earlier ones beats a set.
-  outer: for (const [n, a] of accelerators.entries()) {
+  outer: for (let n = 0; n < accelerators.length; n++) {
+    const a = accelerators[n] as { kind: string; device: string };
     const p = POOL_OF[a.kind as AcceleratorKind];
     if (p === undefined || p < 0) continue;
     for (let j = 0; j < n; j++) {
       const b = accelerators[j] as { kind: string; device: string };
       if (b.device === a.device && POOL_OF[b.kind as AcceleratorKind] === p) continue outer;
     }
-    cap[p] = (cap[p] as number) + 1;
+    out[at + p] = (out[at + p] as number) + 1;
   }
-  return cap;
 }
 
 /**
@@ -49,7 +55,21 @@ export function needsOf(devices: AcceleratorDevices | undefined): Record<Acceler
   };
 }
 
-/** "1 edgetpu device" / "shares the cuda devices": what a replica asks of a kind, in reasons. */
+/**
+ * Why a device with these kinds fully held takes no replica (the same text for every such device:
+ * rejections are counted by reason): "no free edgetpu device (a replica holds 1 edgetpu)".
+ */
+export function busyReason(busy: readonly AcceleratorKind[], needs: Readonly<Record<AcceleratorKind, number>>): string {
+  const holds = busy.filter((k) => needs[k] > 0).map((k) => `${needs[k]} ${k}`);
+  const shares = busy.filter((k) => needs[k] === 0);
+  const why = [
+    holds.length > 0 ? `a replica holds ${holds.join(', ')}` : '',
+    shares.length > 0 ? `${shares.join(', ')} shared, but every device is held by a replica that does not share` : '',
+  ].filter((x) => x !== '').join('; ');
+  return `no free ${busy.join(' or ')} device (${why})`;
+}
+
+/** "1 edgetpu device" / "a cuda device to share": what a replica asks of a kind, in reasons. */
 export function describeNeed(kind: AcceleratorKind, need: number): string {
   return need > 0 ? `${need} ${POOL_NAMES[POOL_OF[kind]] ?? kind} device${need === 1 ? '' : 's'}` : `a ${POOL_NAMES[POOL_OF[kind]] ?? kind} device to share`;
 }

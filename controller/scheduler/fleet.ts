@@ -2,7 +2,7 @@
 // (architecture + accelerator kinds, so filters run once per shape, not once per device), with
 // free memory, CPU and accelerator devices kept in typed arrays and updated as replicas are placed.
 import type { AcceleratorKind, Arch, DeviceView } from '../model/types.js';
-import { KIND_BIT, POOL_OF, POOLS, poolCapacity, poolFits } from './accelerators.js';
+import { KIND_BIT, POOL_OF, POOLS, countPools, poolFits } from './accelerators.js';
 import { deviceKinds, shapeKey } from './choice.js';
 
 /** online; offline within the grace period (placements stay, nothing new); offline past it. */
@@ -96,13 +96,9 @@ export class Fleet {
     for (const n of this.nodes) {
       this.memFree[n.i] = n.memTotal;
       this.cpuFree[n.i] = n.cpuTotal;
-      if (n.kindBits === 0) continue;
-      const cap = poolCapacity(n.view.inventory?.accelerators ?? []);
-      for (let p = 0; p < POOLS; p++) {
-        this.accCap[n.i * POOLS + p] = cap[p] as number;
-        this.accFree[n.i * POOLS + p] = cap[p] as number;
-      }
+      if (n.kindBits !== 0) countPools(n.view.inventory?.accelerators ?? [], this.accCap, n.i * POOLS);
     }
+    this.accFree.set(this.accCap);
   }
 
   /** Whether device i can give a replica running on `kind` the `need` devices it holds (0: one to share). */

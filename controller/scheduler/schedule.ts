@@ -6,14 +6,15 @@
 //    offline past grace, no longer fits, failing repeatedly, breaking its latency objective).
 //    Kept ones take their memory, CPU and accelerator devices first.
 // 2. Per deployment, in name order: moves, then missing replicas, each to the best device that
-//    passes the filters (an accelerator whose devices are all held counts as absent). Candidates of one revision sit in a heap ordered by the deployment's
-//    strategy; a device is popped, placed on, and pushed back with its new key.
+//    passes the filters (an accelerator whose devices are all held counts as absent). Candidates
+//    of one revision sit in a heap ordered by the deployment's strategy; a device is popped,
+//    placed on, and pushed back with its new key.
 // 3. Status per deployment from the placements and the reported health.
 import { formatBytes, parseMemory } from '../../shared/limits.js';
 import { messageOf } from '../../shared/errors.js';
 import { withDefaults, type NormalizedDeploymentSpec } from '../deployments/spec.js';
 import type { AcceleratorKind, Placement } from '../model/types.js';
-import { KIND_BIT, POOL_OF, POOLS, describeNeed, needsOf } from './accelerators.js';
+import { KIND_BIT, POOL_OF, POOLS, busyReason, describeNeed, needsOf } from './accelerators.js';
 import { choose, stillValid, type Choice, type Rejection } from './choice.js';
 import { Fleet, milli, type Node } from './fleet.js';
 import { healthOf, indexHealth, type HealthIndex } from './health.js';
@@ -84,13 +85,15 @@ export interface Dep {
 
 function compileRev(r: DeploymentRevision): Rev {
   const spec = withDefaults(r.spec);
-  return { ...accelerators(spec), spec, revision: r.revision, memBytes: parseMemory(spec.resources.memory), cpuMilli: milli(spec.resources.cpus), choices: new Map(), masked: new Map() };
+  return newRev(spec, r.revision, parseMemory(spec.resources.memory), milli(spec.resources.cpus), needsOf(spec.resources.accelerators));
 }
 
-function accelerators(spec: NormalizedDeploymentSpec): Pick<Rev, 'needs' | 'devKinds' | 'exclusive'> {
-  const needs = needsOf(spec.resources.accelerators);
+/** Every Rev built here, fields in one order: the hot loops read them. */
+function newRev(spec: NormalizedDeploymentSpec, revision: number, memBytes: number, cpuMilli: number, needs: Rev['needs']): Rev {
   const devKinds = spec.accelerators.filter((k) => k !== 'cpu');
-  return { needs, devKinds, exclusive: devKinds.some((k) => needs[k] > 0) };
+  return {
+    spec, revision, memBytes, cpuMilli, needs, devKinds, exclusive: devKinds.some((k) => needs[k] > 0), choices: new Map(), masked: new Map(),
+  };
 }
 
 export function schedule(input: ScheduleInput): ScheduleResult {
@@ -150,10 +153,7 @@ class Pass {
     } catch (e: unknown) {
       error = `invalid spec: ${messageOf(e)}`;
       // Its placements are kept as they are; they still hold accelerator devices (by the defaults).
-      current = {
-        spec: withDefaults(d.spec), revision: d.revision, memBytes: 0, cpuMilli: 0, needs: needsOf(undefined), devKinds: [], exclusive: false,
-        choices: new Map(), masked: new Map(),
-      };
+      current = newRev(withDefaults(d.spec), d.revision, 0, 0, needsOf(undefined));
     }
     revs.set(d.revision, current);
     this.deps.set(d.spec.name, {
@@ -194,14 +194,7 @@ class Pass {
     if (!c) {
       c = choose(rev.spec, node.arch as NonNullable<Node['arch']>, new Set([...node.kinds].filter((k) => (mask & KIND_BIT[k]) === 0)));
       if (!c.ok && c.kind === 'accelerator') {
-        const busy = rev.devKinds.filter((k) => (mask & KIND_BIT[k]) !== 0);
-        const holds = busy.filter((k) => rev.needs[k] > 0).map((k) => `${rev.needs[k]} ${k}`);
-        const shares = busy.filter((k) => rev.needs[k] === 0);
-        const why = [
-          holds.length > 0 ? `a replica holds ${holds.join(', ')}` : '',
-          shares.length > 0 ? `${shares.join(', ')} shared, but every device is held by a replica that does not share` : '',
-        ].filter((x) => x !== '').join('; ');
-        const reason = `no free ${busy.join(' or ')} device (${why})`;
+        const reason = busyReason(rev.devKinds.filter((k) => (mask & KIND_BIT[k]) !== 0), rev.needs);
         c = { ok: false, kind: 'accelerator', reason, detail: reason };
       }
       rev.masked.set(key, c);
@@ -209,7 +202,7 @@ class Pass {
     return c;
   }
 
-  /** "1 of 1 edgetpu devices held, 0 sharing": the state of the pool a kind counts against. */
+  /** "1 of 1 held, 0 replicas sharing": the state of the pool a kind counts against, in reasons. */
   private poolState(node: Node, kind: AcceleratorKind): string {
     const at = node.i * POOLS + POOL_OF[kind];
     const cap = this.fleet.accCap[at] as number;
@@ -280,7 +273,8 @@ class Pass {
     }
     const need = rev.needs[placement.accelerator] ?? 0;
     if (!this.fleet.accFits(node.i, placement.accelerator, need)) {
-      // Replicas judged before it (earlier deployments and replicas) hold the devices: an older plan over-committed, or the inventory shrank.
+      // Replicas judged before it hold the devices: an older plan over-committed, the inventory
+      // shrank, or its revision holds what the one before shared.
       return mark('device-unfit', `no longer fits: needs ${describeNeed(placement.accelerator, need)}, ${this.poolState(node, placement.accelerator)}`, false);
     }
     if (placement !== p) this.affected.add(p.deviceId);

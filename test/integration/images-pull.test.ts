@@ -1,18 +1,15 @@
 // Pulls from a real HTTP server on 127.0.0.1: verification, resume with Range, single flight,
-// retries, stalls, NO_SPACE on a small tmpfs, and extraction while downloading (agent/images/blobs.ts,
-// tee.ts, through ImageStore).
+// retries, stalls, and NO_SPACE on a small tmpfs (agent/images/blobs.ts through ImageStore).
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobFetcher, type FetchProgress } from '../../agent/images/blobs.js';
 import { ImageStore } from '../../agent/images/store.js';
-import { LayerCache } from '../../agent/images/extract.js';
-import { writeTarball, type TarEntrySpec } from '../../agent/images/tarwriter.js';
 import { DataPaths } from '../../agent/paths.js';
 import { configureLogging } from '../../shared/logging.js';
 import { failure } from '../helpers/failure.js';
@@ -239,104 +236,4 @@ t.test('NO_SPACE on a small tmpfs, before and during the transfer', { skip: isRo
   t.equal(during.code, 'NO_SPACE');
   t.same(readdirSync(paths.tmp), [], 'the partial is removed');
   t.notOk(existsSync(paths.imageTarball('big')));
-});
-
-// ---- extraction while downloading (tee.ts, LayerCache.streamingSink) ----
-
-/** A gzipped image archive of ~3 MB (big enough to arrive in many chunks), or a hostile one. */
-async function imageArchive(hostile = false): Promise<{ bytes: Buffer; sha256: string }> {
-  const file = join(root, `archive-${n++}.tar.gz`);
-  const entries: TarEntrySpec[] = [
-    { type: 'dir', path: 'etc' },
-    { type: 'file', path: 'etc/os-release', data: 'NAME=tee\n', mode: 0o644 },
-    { type: 'file', path: 'bin/tool', data: randomBytes(3 * 2 ** 20), mode: 0o4755 },
-    { type: 'symlink', path: 'bin/alias', target: 'tool' },
-    ...(hostile ? [{ type: 'file', path: '../escape', data: 'out' } as TarEntrySpec] : []),
-    { type: 'file', path: 'last', data: 'end\n', mode: 0o600 },
-  ];
-  const { sha256 } = await writeTarball(file, entries);
-  return { bytes: readFileSync(file), sha256 };
-}
-
-const layerCache = (s: ImageStore): LayerCache => new LayerCache({ cache: s.paths.cache, tmp: s.paths.tmp });
-
-function serveBytes(bytes: Buffer): Handler {
-  return (req, res) => {
-    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    const start = m ? Number(m[1]) : 0;
-    res.writeHead(m ? 206 : 200, { 'content-length': bytes.length - start, ...(m ? { 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : {}) });
-    res.end(bytes.subarray(start));
-  };
-}
-
-t.test('a pulled image is extracted while it downloads: cached once verified, with the archive modes', async (t) => {
-  const img = await imageArchive();
-  const { url } = await serve(t, serveBytes(img.bytes));
-  const s = store();
-  await s.pull(url, { name: 'teed', sha256: img.sha256 });
-  t.ok(existsSync(s.paths.cacheDir(img.sha256)), 'the layer is in the cache when the pull returns');
-  const dir = s.paths.cacheDir(img.sha256);
-  t.equal(readFileSync(join(dir, 'etc/os-release'), 'utf8'), 'NAME=tee\n');
-  t.equal(statSync(join(dir, 'bin/tool')).mode & 0o7777, 0o4755, 'setuid restored after tar chowned the file');
-  t.equal(readlinkSync(join(dir, 'bin/alias')), 'tool');
-  t.equal(statSync(join(dir, 'last')).mode & 0o7777, 0o600);
-  const again = await layerCache(s).ensure(s.paths.imageTarball('teed'), img.sha256);
-  t.equal(again.extracted, false, 'nothing is extracted again');
-  t.same(readdirSync(s.paths.tmp), [], 'no temp extraction left');
-});
-
-t.test('extraction while downloading keeps nothing of a blob that does not verify', async (t) => {
-  const img = await imageArchive();
-  const { url } = await serve(t, serveBytes(img.bytes));
-  const s = store();
-  const other = createHash('sha256').update('other').digest('hex');
-  const err = await failure(s.pull(url, { name: 'teed', sha256: other }));
-  t.equal(err.code, 'CHECKSUM_MISMATCH');
-  t.notOk(existsSync(s.paths.cacheDir(other)));
-  t.notOk(existsSync(s.paths.cacheDir(img.sha256)), 'not even under the digest the bytes really have');
-  t.same(readdirSync(s.paths.tmp), [], 'the temp extraction is removed');
-  t.notOk(existsSync(s.paths.cache) && readdirSync(s.paths.cache).length > 0, 'the cache is empty');
-});
-
-t.test('a transfer resumed after a cut goes on extracting; one resumed from an earlier run extracts afterwards', async (t) => {
-  const img = await imageArchive();
-  const { url, seen } = await serve(t, (req, res, i) => {
-    if (i === 0) {
-      res.writeHead(200, { 'content-length': img.bytes.length });
-      res.write(img.bytes.subarray(0, 1_000_000), () => setTimeout(() => res.socket?.destroy(), 100));
-      return;
-    }
-    serveBytes(img.bytes)(req, res, i);
-  });
-  const s = store({ retries: 2 });
-  await s.pull(url, { name: 'cut', sha256: img.sha256 });
-  t.match(seen[1]?.range, /^bytes=\d+-$/, 'the retry asked for the rest');
-  t.ok(existsSync(s.paths.cacheDir(img.sha256)), 'the sink held exactly the bytes kept, so it went on');
-  t.equal(readFileSync(join(s.paths.cacheDir(img.sha256), 'last'), 'utf8'), 'end\n');
-  t.same(readdirSync(s.paths.tmp), []);
-
-  // A partial left by an earlier process: the sink cannot have its first bytes, so the layer is
-  // extracted from the verified file when a container needs it.
-  const s2 = store();
-  mkdirSync(s2.paths.tmp, { recursive: true });
-  writeFileSync(join(s2.paths.tmp, `${img.sha256}.partial`), img.bytes.subarray(0, 700_000));
-  await s2.pull(url, { name: 'resumed', sha256: img.sha256 });
-  t.notOk(existsSync(s2.paths.cacheDir(img.sha256)), 'not extracted during a resumed transfer');
-  t.same(readdirSync(s2.paths.tmp), [], 'and no temp extraction is left');
-  const later = await layerCache(s2).ensure(s2.paths.imageTarball('resumed'), img.sha256);
-  t.equal(later.extracted, true);
-  t.equal(readFileSync(join(later.path, 'last'), 'utf8'), 'end\n');
-});
-
-t.test('a hostile archive: the pull stores the verified tarball, nothing is extracted, extraction later refuses it', async (t) => {
-  const img = await imageArchive(true);
-  const { url } = await serve(t, serveBytes(img.bytes));
-  const s = store();
-  await s.pull(url, { name: 'hostile', sha256: img.sha256 });
-  t.notOk(existsSync(s.paths.cacheDir(img.sha256)));
-  t.same(readdirSync(s.paths.tmp), [], 'the refused temp extraction is removed');
-  t.notOk(existsSync(join(root, 'escape')) || existsSync(join(s.paths.tmp, '..', 'escape')), 'nothing escaped');
-  const err = await failure(s.ensureExtracted('hostile'));
-  t.equal(err.code, 'BAD_REQUEST');
-  t.match(err.message, /\.\.\/escape/);
 });
