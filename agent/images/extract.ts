@@ -29,7 +29,6 @@ import { blockSize, freeBytes, fsyncPath, removeTree, tempName } from './durable
 import { hashFile } from './digest.js';
 import { ArchivePolicy } from './policy.js';
 import { SingleFlight } from './singleflight.js';
-import type { BlobSink } from './tee.js';
 import { WorkerExtractor } from './extract-client.js';
 
 const execFileP = promisify(execFile);
@@ -113,8 +112,8 @@ async function syncTree(root: string): Promise<void> {
 }
 
 /**
- * Extraction fed chunk by chunk: from a file (extractArchive) or from a download as it arrives
- * (the pull's tee, blobs.ts). `start()` makes `target` (which must not exist); `finish()` restores
+ * Extraction fed chunk by chunk (by extractArchive, here or in a worker thread through
+ * extract-client.ts). `start()` makes `target` (which must not exist); `finish()` restores
  * modes and syncs; on any failure `target` is removed and a FeatherError is thrown: BAD_REQUEST
  * naming the entry for a hostile or broken archive, NO_SPACE, CHECKSUM_MISMATCH when `sha256` is
  * given and the bytes differ. `label` names the archive in messages.
@@ -298,35 +297,6 @@ export class LayerCache {
 
   async isCached(sha256: string): Promise<boolean> {
     return isDirectory(this.pathOf(sha256));
-  }
-
-  /**
-   * A sink (tee.ts) that extracts a download of `sha256` while it arrives into a temp directory;
-   * `settle()`, once the download is over, moves a finished extraction to cache/<sha256> (and
-   * removes an unfinished one). Undefined when the layer is cached already.
-   */
-  async streamingSink(sha256: string, label: string): Promise<(BlobSink & { settle(): Promise<boolean> }) | undefined> {
-    if (await this.isCached(sha256)) return undefined;
-    const tmp = join(this.dirs.tmp, tempName(`extract-${sha256}`));
-    const x = new WorkerExtractor({ label, target: tmp }, this.log);
-    let finished: ExtractStats | undefined;
-    const started = Date.now();
-    return {
-      start: async () => {
-        await mkdir(this.dirs.tmp, { recursive: true });
-        await x.start();
-      },
-      write: (chunk) => x.write(chunk),
-      finish: async () => { finished = await x.finish(); },
-      abort: () => x.abort(),
-      settle: async () => {
-        if (finished === undefined) return false;
-        const stats = finished;
-        const placed = await this.place(tmp, sha256);
-        if (placed) this.log.info('image.extracted', { sha256, path: this.pathOf(sha256), entries: stats.entries, skipped: stats.skipped, durationMs: Date.now() - started, whileDownloading: true });
-        return placed;
-      },
-    };
   }
 
   /** Rename a complete extraction to cache/<sha256>; false when another one got there first (tmp is removed). */

@@ -202,3 +202,34 @@ t.test('LayerCache: once, shared, verified, never from a leftover', async (t) =>
   t.equal(again.extracted, false, 'cached afterwards');
   t.same(readdirSync(join(data, 'tmp')).filter((x) => x.startsWith('extract-') && !x.includes('99999999')), [], 'no temp dirs of ours left');
 });
+
+t.test('in a worker thread: the same rules, errors, log lines and result', async (t) => {
+  const before = snapshot(outside);
+  const hostile = await archive([{ type: 'file', path: 'ok', data: 'x' }, { type: 'file', path: '../outside/victim', data: 'pwned' }]);
+  const target = join(data, 'tmp', 'w-hostile');
+  const err = await failure(extractArchive(hostile, target, { inWorker: true }));
+  t.equal(err.code, 'BAD_REQUEST', 'a FeatherError with its code crosses the thread boundary');
+  t.match(err.message, /refused image archive .*\.\.\/outside\/victim/);
+  t.notOk(existsSync(target), 'the partial extraction is removed');
+  t.same(snapshot(outside), before, 'nothing outside changed');
+
+  const good = await archive([
+    { type: 'dir', path: 'dev' },
+    { type: 'chardev', path: 'dev/null', major: 1, minor: 3 },
+    { type: 'file', path: 'bin/tool', data: 'tool', mode: 0o4755 },
+  ]);
+  const sha = createHash('sha256').update(readFileSync(good)).digest('hex');
+  const wrong = await failure(extractArchive(good, join(data, 'tmp', 'w-wrong'), { inWorker: true, sha256: 'e'.repeat(64) }));
+  t.equal(wrong.code, 'CHECKSUM_MISMATCH');
+  t.same((wrong as { details?: unknown }).details, { expected: 'e'.repeat(64), actual: sha }, 'with its details');
+  t.notOk(existsSync(join(data, 'tmp', 'w-wrong')));
+
+  logLines.length = 0;
+  const ok = join(data, 'tmp', 'w-ok');
+  const stats = await extractArchive(good, ok, { inWorker: true, sha256: sha });
+  t.match(stats, { entries: 2, skipped: 1, sha256: sha });
+  t.equal(statSync(join(ok, 'bin/tool')).mode & 0o7777, 0o4755, 'modes restored');
+  const skipped = logLines.map((l) => JSON.parse(l) as { event: string; ns: string; entry?: string }).filter((l) => l.event === 'image.entry_skipped');
+  t.same(skipped.map((l) => [l.ns, l.entry]), [['agent:images', 'dev/null']], "the worker's log line is written by this thread's logger");
+  rmSync(ok, { recursive: true });
+});
