@@ -6,6 +6,7 @@ import type { AgentConfig } from '../../shared/config/agent.js';
 import { messageOf } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import { startControlPlane, type ControlPlane } from '../control/index.js';
+import { closeGpuMemory } from '../devices/gpu-memory.js';
 import { readInventory } from '../devices/inventory.js';
 import { startCdi } from '../devices/cdi/index.js';
 import { DataPaths } from '../paths.js';
@@ -120,6 +121,7 @@ export class AgentDaemon {
     await this.reconciler?.stop().catch((e: unknown) => this.log.warn('reconcile.stop_failed', { error: e }));
     await this.plane?.stop().catch((e: unknown) => this.log.warn('control.stop_failed', { error: e }));
     await this.telemetry?.stop().catch((e: unknown) => this.log.warn('telemetry.stop_failed', { error: e }));
+    closeGpuMemory(); // the NVML session, if one was opened
     this.lock?.release();
     this.lock = undefined;
     this.log.info('agent.stopped', {});

@@ -80,7 +80,12 @@ function openNvml(host: HostFs, opts: GpuMemoryOptions): { state: NvmlState; lib
   return state.library === undefined ? undefined : { state, library: state.library, log };
 }
 
-/** Memory of these NVIDIA GPUs in one NVML session, by device. Never throws. */
+/** End the NVML sessions this process holds (agent shutdown). */
+export function closeGpuMemory(): void {
+  for (const state of nvmlStates.values()) state.library?.close();
+}
+
+/** Memory of these NVIDIA GPUs, by device. Never throws. */
 function nvmlMemory(host: HostFs, targets: readonly NvidiaTarget[], opts: GpuMemoryOptions): Map<string, GpuMemoryInfo> {
   const out = new Map<string, GpuMemoryInfo>();
   if (targets.length === 0) return out;

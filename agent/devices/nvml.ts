@@ -3,9 +3,12 @@
 // library that cannot be loaded, or an NVML call that fails, is an NvmlError for the caller
 // (gpu-memory.ts) to log once and turn into "memory unknown". Never a crash.
 //
-// Each query is one session: nvmlInit_v2, the calls, nvmlShutdown. The calls are synchronous:
-// without persistence mode (nvidia-persistenced) nvmlInit_v2 can take a second, during which the
-// agent's event loop waits; docs/telemetry.md says so.
+// NVML is initialised once, on the first query, and stays so until close() (agent shutdown):
+// without persistence mode (nvidia-persistenced) nvmlInit_v2 can take a second — the driver
+// sets the GPUs up for the first client — and the calls are synchronous, so an init per
+// telemetry sample would stall the agent's event loop every sample. Holding the session also
+// keeps the driver state loaded, as persistence mode would. A call that says NVML is no longer
+// usable (uninitialised, driver gone, GPU lost) ends the session; the next query starts anew.
 import koffi, { type TypeObject } from 'koffi';
 import { join } from 'node:path';
 import type { HostFs } from './host-fs.js';
@@ -26,6 +29,8 @@ const NVML_RETURN: Readonly<Record<number, string>> = {
   18: 'NVML_ERROR_LIB_RM_VERSION_MISMATCH', 999: 'NVML_ERROR_UNKNOWN',
 };
 const NVML_SUCCESS = 0;
+/** Uninitialised, driver not loaded, GPU lost, library/driver version mismatch: open a new session next time. */
+const SESSION_ENDING = new Set([1, 9, 15, 18]);
 
 export class NvmlError extends Error {
   override readonly name = 'NvmlError';
@@ -105,9 +110,14 @@ export class NvmlLibrary {
     }
   }
 
-  /** One nvmlInit_v2 … nvmlShutdown session around `fn`. Throws NvmlError. */
+  private initialised = false;
+
+  /** `fn` with the session (opened on first use). Throws NvmlError. */
   session<T>(fn: (s: NvmlSession) => T): T {
-    this.check('nvmlInit_v2', this.api.init());
+    if (!this.initialised) {
+      this.check('nvmlInit_v2', this.api.init());
+      this.initialised = true;
+    }
     try {
       const memoryOf = (handle: unknown, what: string): GpuMemoryInfo => {
         const mem: { total?: unknown; used?: unknown } = {};
@@ -131,9 +141,17 @@ export class NvmlLibrary {
           return memoryOf(h[0], `index ${index}`);
         },
       });
-    } finally {
-      this.api.shutdown();
+    } catch (e: unknown) {
+      if (isNvmlError(e) && e.code !== undefined && SESSION_ENDING.has(e.code)) this.close();
+      throw e;
     }
+  }
+
+  /** nvmlShutdown, if a session is open. */
+  close(): void {
+    if (!this.initialised) return;
+    this.initialised = false;
+    this.api.shutdown();
   }
 
   private check(call: string, rc: unknown): void {

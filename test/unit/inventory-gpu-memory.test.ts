@@ -7,6 +7,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HostFs } from '../../agent/devices/host-fs.js';
 import { readInventory } from '../../agent/devices/inventory.js';
+import { closeGpuMemory } from '../../agent/devices/gpu-memory.js';
 import { findNvml } from '../../agent/devices/nvml.js';
 import { DeviceStatsReader } from '../../agent/devices/stats.js';
 import type { Logger } from '../../shared/logging.js';
@@ -96,9 +97,9 @@ t.test('NVIDIA through NVML (a fake libnvidia-ml.so.1 compiled here)', { skip: h
     { kind: 'cuda', vendor: 'nvidia', model: 'NVIDIA RTX A5000', device: '/dev/nvidia1', memoryBytes: 24 * GiB },
     { kind: 'tensorrt', vendor: 'nvidia', model: 'TensorRT 8.6.1 on NVIDIA GeForce RTX 3060', device: '/dev/nvidia0' },
   ], 'each GPU by its PCI bus id; TensorRT names the same GPU and carries no memory of its own');
-  t.equal(state(), '1 1 0', 'one session, shut down');
+  t.equal(state(), '1 0 1', 'one session, held open');
   readInventory({ deviceId: 'n', hostRoot: h.root, dataDir: '/', statfs, logger: log });
-  t.equal(state(), '1 1 0', 'totals are asked once per process');
+  t.equal(state(), '1 0 1', 'totals are asked once per process');
 
   const reader = new DeviceStatsReader({ hostRoot: h.root, dataDir: '/', statfs, logger: log });
   t.same(reader.sample().acceleratorMemory, [
@@ -107,7 +108,12 @@ t.test('NVIDIA through NVML (a fake libnvidia-ml.so.1 compiled here)', { skip: h
   ]);
   env(t, 'FAKE_NVML_USED_MIB', '2048');
   t.same(reader.sample().acceleratorMemory?.map((m) => m.memoryUsedBytes), [2 * GiB, 2 * GiB], 'used is asked on every sample');
-  t.equal(state(), '3 3 0', 'a session per sample, each shut down');
+  t.equal(state(), '1 0 1', 'samples reuse the session: no nvmlInit_v2 (up to a second without persistence mode) per sample');
+  closeGpuMemory();
+  t.equal(state(), '1 1 0', 'closed at shutdown');
+  reader.sample();
+  t.equal(state(), '2 1 1', 'a query after close opens a new session');
+  closeGpuMemory();
   t.same(warnings, []);
   t.same(readInventory({ deviceId: 'n', hostRoot: h.root, dataDir: '/', statfs, nvml: false }).accelerators.map((a) => a.memoryBytes), [undefined, undefined, undefined], 'nvml: false skips it');
 });
