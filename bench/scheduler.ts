@@ -187,8 +187,9 @@ export function firstFit(devices: readonly DeviceView[], deployments: readonly D
 
 /**
  * The second anchor: the same scores without indexes or heap. For each replica, every device is
- * filtered and scored and the best one taken: what schedule() computes, the slow way. Estimates
- * are looked up once per deployment and device (not per replica), so the loop itself is plain.
+ * filtered and scored and the best one taken: what schedule() computes, the slow way. What a
+ * device offers (its accelerators with free devices) and the estimate for it are looked up once
+ * per deployment and device, and again for the device just placed on, so the loop itself is plain.
  */
 export function scoreAll(devices: readonly DeviceView[], deployments: readonly DeploymentInput[], measurements: readonly Measurement[]): Placement[] {
   const sorted = [...devices].sort((a, b) => (a.id < b.id ? -1 : 1));

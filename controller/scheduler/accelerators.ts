@@ -13,8 +13,11 @@ export const POOLS = 4;
 export const POOL_OF: Readonly<Record<AcceleratorKind, number>> = { tensorrt: 0, cuda: 0, edgetpu: 1, npu: 2, gpu: 3, cpu: -1 };
 /** How a pool is named in reasons. */
 export const POOL_NAMES: readonly string[] = ['cuda', 'edgetpu', 'npu', 'gpu'];
-/** One bit per kind, for masks of kinds a device cannot give a replica right now. */
+/** One bit per kind, for masks of kinds a device cannot give a replica right now: KIND_BIT[k] = 1 << KIND_POS[k]. */
+export const KIND_POS: Readonly<Record<AcceleratorKind, number>> = { tensorrt: 0, cuda: 1, edgetpu: 2, npu: 3, gpu: 4, cpu: 5 };
 export const KIND_BIT: Readonly<Record<AcceleratorKind, number>> = { tensorrt: 1, cuda: 2, edgetpu: 4, npu: 8, gpu: 16, cpu: 32 };
+/** The pool of the kind at each bit position (POOL_OF by position; -1 for cpu). */
+export const POOL_AT: readonly number[] = [0, 0, 1, 2, 3, -1];
 
 /** Capacity per pool: distinct device nodes of the pool's kinds. */
 export function poolCapacity(accelerators: readonly { kind: string; device: string }[]): number[] {

@@ -23,6 +23,8 @@ export class Scratch {
   readonly room: Float64Array;
   readonly est: Float64Array;
   readonly cnt: Int32Array;
+  /** What a device offered when scored: still true when it is popped (only a placement on it takes its devices). */
+  readonly choice: (Choice | undefined)[];
 
   constructor(n: number) {
     this.key = new Float64Array(n);
@@ -30,6 +32,7 @@ export class Scratch {
     this.room = new Float64Array(n);
     this.est = new Float64Array(n);
     this.cnt = new Int32Array(n);
+    this.choice = new Array<Choice | undefined>(n).fill(undefined);
   }
 }
 
@@ -107,6 +110,11 @@ export class Candidates {
     return this.heap.pop();
   }
 
+  /** What device i offered when it was last scored (it came out of this heap). */
+  choiceOf(i: number): Choice {
+    return this.src.scratch.choice[i] as Choice;
+  }
+
   /** Back into the heap with its key recomputed (after a placement on it, or refused), if it can take a replica. */
   push(i: number): void {
     const node = this.src.fleet.nodes[i] as Node;
@@ -131,6 +139,7 @@ export class Candidates {
     const c = tierChoice !== undefined && (tierChoice.accelerator === 'cpu' || (!this.src.exclusive && (fleet.held[i] as number) === 0))
       ? tierChoice : this.src.choiceFor(node, tierChoice);
     if (!c.ok) return false;
+    scratch.choice[i] = c;
     const t = c === tierChoice ? table : this.tableFor(c.precision);
     const e = t ? (t.est[i] as number) : NaN;
     scratch.est[i] = e;

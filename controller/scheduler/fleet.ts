@@ -47,6 +47,8 @@ export class Fleet {
   readonly shapes = new Map<string, Node[]>();
   /** Board classes, in order of first appearance. */
   readonly classes: string[] = [];
+  /** Distinct shapes (Node.shapeId is below it). */
+  readonly shapeCount: number;
 
   constructor(devices: readonly DeviceView[], now: number, graceMs: number, reserved: { memoryBytes: number; cpus: number }) {
     const sorted = [...devices].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -87,6 +89,7 @@ export class Fleet {
         list.push(node);
       }
     }
+    this.shapeCount = shapeIds.size;
     this.memFree = new Float64Array(this.nodes.length);
     this.cpuFree = new Float64Array(this.nodes.length);
     this.accCap = new Int32Array(this.nodes.length * POOLS);
@@ -106,6 +109,11 @@ export class Fleet {
     const p = POOL_OF[kind];
     if (p < 0) return true;
     return poolFits(this.accFree[i * POOLS + p] as number, this.accSharing[i * POOLS + p] as number, need);
+  }
+
+  /** accFits by pool index (>= 0). */
+  poolFits(i: number, pool: number, need: number): boolean {
+    return poolFits(this.accFree[i * POOLS + pool] as number, this.accSharing[i * POOLS + pool] as number, need);
   }
 
   accTake(i: number, kind: AcceleratorKind, need: number): void {

@@ -14,7 +14,7 @@ import { formatBytes, parseMemory } from '../../shared/limits.js';
 import { messageOf } from '../../shared/errors.js';
 import { withDefaults, type NormalizedDeploymentSpec } from '../deployments/spec.js';
 import type { AcceleratorKind, Placement } from '../model/types.js';
-import { KIND_BIT, POOL_OF, POOLS, busyReason, describeNeed, needsOf } from './accelerators.js';
+import { KIND_BIT, KIND_POS, POOL_AT, POOL_OF, POOLS, busyReason, describeNeed, needsOf } from './accelerators.js';
 import { choose, stillValid, type Choice, type Rejection } from './choice.js';
 import { Fleet, milli, type Node } from './fleet.js';
 import { healthOf, indexHealth, type HealthIndex } from './health.js';
@@ -48,10 +48,13 @@ export interface Rev {
   /** Accelerator kinds of the preference list (cpu excluded), and whether one of them is held exclusively. */
   devKinds: readonly AcceleratorKind[];
   exclusive: boolean;
+  /** The same by bit position (KIND_POS): KIND_BITs of devKinds, and the need of each position. */
+  devBits: number;
+  needAt: readonly number[];
   /** Choice per device shape, every accelerator free. */
   choices: Map<string, Choice | Rejection>;
-  /** Choice per device shape and mask of kinds whose devices are held (key shapeId * 64 + mask of KIND_BIT). */
-  masked: Map<number, Choice | Rejection>;
+  /** Choice per device shape and mask of kinds whose devices are held (index shapeId * 64 + mask of KIND_BIT); [] until needed. */
+  masked: (Choice | Rejection | undefined)[];
 }
 
 interface PendingMove {
@@ -91,8 +94,11 @@ function compileRev(r: DeploymentRevision): Rev {
 /** Every Rev built here, fields in one order: the hot loops read them. */
 function newRev(spec: NormalizedDeploymentSpec, revision: number, memBytes: number, cpuMilli: number, needs: Rev['needs']): Rev {
   const devKinds = spec.accelerators.filter((k) => k !== 'cpu');
+  const needAt: number[] = [0, 0, 0, 0, 0, 0];
+  for (const k of devKinds) needAt[KIND_POS[k]] = needs[k];
   return {
-    spec, revision, memBytes, cpuMilli, needs, devKinds, exclusive: devKinds.some((k) => needs[k] > 0), choices: new Map(), masked: new Map(),
+    spec, revision, memBytes, cpuMilli, needs, devKinds, exclusive: devKinds.some((k) => needs[k] > 0),
+    devBits: devKinds.reduce((b, k) => b | KIND_BIT[k], 0), needAt, choices: new Map(), masked: [],
   };
 }
 
@@ -183,21 +189,23 @@ class Pass {
     if (!base.ok || base.accelerator === 'cpu') return base;
     const i = node.i;
     if (!rev.exclusive && (this.fleet.held[i] as number) === 0) return base;
-    if (this.fleet.accFits(i, base.accelerator, rev.needs[base.accelerator])) return base;
+    const at = KIND_POS[base.accelerator];
+    if (this.fleet.poolFits(i, POOL_AT[at] as number, rev.needAt[at] as number)) return base;
     let mask = 0;
-    for (const k of rev.devKinds) {
-      const bit = KIND_BIT[k];
-      if ((node.kindBits & bit) !== 0 && !this.fleet.accFits(i, k, rev.needs[k])) mask |= bit;
+    const bits = node.kindBits & rev.devBits;
+    for (let b = 0; b < 5; b++) {
+      if (((bits >> b) & 1) !== 0 && !this.fleet.poolFits(i, POOL_AT[b] as number, rev.needAt[b] as number)) mask |= 1 << b;
     }
+    if (rev.masked.length === 0) rev.masked = new Array<Choice | Rejection | undefined>(this.fleet.shapeCount * 64).fill(undefined);
     const key = node.shapeId * 64 + mask;
-    let c = rev.masked.get(key);
+    let c = rev.masked[key];
     if (!c) {
       c = choose(rev.spec, node.arch as NonNullable<Node['arch']>, new Set([...node.kinds].filter((k) => (mask & KIND_BIT[k]) === 0)));
       if (!c.ok && c.kind === 'accelerator') {
         const reason = busyReason(rev.devKinds.filter((k) => (mask & KIND_BIT[k]) !== 0), rev.needs);
         c = { ok: false, kind: 'accelerator', reason, detail: reason };
       }
-      rev.masked.set(key, c);
+      rev.masked[key] = c;
     }
     return c;
   }
@@ -333,7 +341,7 @@ class Pass {
       for (const r of g.fresh) {
         const i = this.pick(cands, rev, () => true);
         if (i === undefined) { dep.unscheduled.add(r); continue; }
-        this.put(dep, rev, cands, this.placementOn(dep.name, rev, r, i, undefined));
+        this.put(dep, rev, cands, this.placementOn(dep.name, rev, r, i, undefined, cands.choiceOf(i)));
       }
     }
     if (dep.unscheduled.size > 0) dep.rejects = this.explain(dep.current, undefined);
@@ -375,7 +383,7 @@ class Pass {
       dep.kept.delete(p.replica);
     }
     const remember = m.reason === 'failing' || m.reason === 'latency' ? [...(p.avoid ?? []), p.deviceId] : p.avoid;
-    const next = this.placementOn(dep.name, rev, p.replica, i, remember);
+    const next = this.placementOn(dep.name, rev, p.replica, i, remember, cands.choiceOf(i));
     dep.slow.delete(p.replica);
     this.put(dep, rev, cands, next);
     this.moves.push({ deployment: dep.name, replica: p.replica, from: p.deviceId, to: next.deviceId, reason: m.reason, detail: m.detail });
@@ -383,9 +391,9 @@ class Pass {
     return true;
   }
 
-  private placementOn(deployment: string, rev: Rev, replica: number, i: number, avoid: string[] | undefined): Placement {
+  /** `c`: what the replica runs there (default: what the device offers now). */
+  private placementOn(deployment: string, rev: Rev, replica: number, i: number, avoid: string[] | undefined, c = this.choiceFor(rev, this.fleet.nodes[i] as Node) as Choice): Placement {
     const node = this.fleet.nodes[i] as Node;
-    const c = this.choiceFor(rev, node) as Choice;
     const p: Placement = {
       deployment, revision: rev.revision, replica, deviceId: node.id, accelerator: c.accelerator, precision: c.precision,
       container: containerName(deployment, replica), arch: c.runtime.arch,
@@ -407,7 +415,7 @@ class Pass {
     const refused: number[] = [];
     let found: number | undefined;
     for (let i = cands.pop(); i !== undefined; i = cands.pop()) {
-      if (!this.fleet.fits(i, rev.memBytes, rev.cpuMilli) || !this.choiceFor(rev, this.fleet.nodes[i] as Node).ok) continue;
+      if (!this.fleet.fits(i, rev.memBytes, rev.cpuMilli)) continue;
       if (accept(i)) { found = i; break; }
       refused.push(i);
     }
