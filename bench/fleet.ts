@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
-import { encodeTelemetry, type ContainerStatsSample } from '../agent/telemetry/proto.js';
+import { encodeTelemetry, type ContainerStatsSample } from '../shared/protocol/telemetry.js';
 import { Credentials } from '../controller/broker/credentials.js';
 import { Store } from '../controller/store/store.js';
 import { configureLogging, createLogger } from '../shared/logging.js';

@@ -5,7 +5,7 @@
 // Inputs come from a seeded generator: every run plans the same fleet. Replicas hold Edge TPUs and
 // NPUs and share GPUs (the defaults); --shared makes every deployment share every accelerator
 // (resources.accelerators: 0), the plan the scheduler made before it counted devices.
-import type { Inventory } from '../agent/devices/inventory.js';
+import type { Inventory } from '../shared/protocol/inventory.js';
 import { parseMemory } from '../shared/limits.js';
 import type { AcceleratorKind, Arch, DeviceView, Measurement, Placement } from '../controller/model/types.js';
 import { validateDeployment, withDefaults } from '../controller/deployments/spec.js';

@@ -5,10 +5,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FeatherError } from '../../shared/errors.js';
 import { formatBytes, parseCpuset, parseMemory } from '../../shared/limits.js';
 import { generateName } from '../runtime/runtime.js';
-import type { ContainerInfo, NetworkMode, RestartPolicy, RunRequest } from '../runtime/types.js';
+import type { ContainerInfo, RunRequest } from '../runtime/types.js';
+import type { NetworkMode, RestartPolicy } from '../../shared/protocol/types.js';
 import type { CommandHandler, CliContext } from './context.js';
 import { openImages, openRuntime, requireRoot } from './open.js';
-import { table, relativeTime } from './format.js';
+import { table, relativeTime } from '../../shared/format.js';
 
 function parseEnv(list: string[] | undefined): Record<string, string> {
   const env: Record<string, string> = {};

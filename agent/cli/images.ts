@@ -5,12 +5,12 @@ import { parseArgs } from 'node:util';
 import { FeatherError, errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
 import { createLogger } from '../../shared/logging.js';
 import type { FetchProgress } from '../images/blobs.js';
-import { shortSha } from '../images/digest.js';
+import { shortSha } from '../../shared/digest.js';
 import { RecipeBuilder, type BuildResult } from '../images/recipes.js';
 import { ImageStore, type ImageInfo } from '../images/store.js';
 import { formatBytes } from '../../shared/limits.js';
 import type { CliContext, CommandHandler } from './context.js';
-import { relativeTime, table } from './format.js';
+import { relativeTime, table } from '../../shared/format.js';
 import { containersUsingImage } from '../runtime/state.js';
 
 const log = createLogger('agent:images');

@@ -2,9 +2,10 @@
 // procfs under the host root (no vendor tools). A table for people; --json for scripts.
 import { parseArgs } from 'node:util';
 import { cdiView, type CdiView } from '../devices/info.js';
-import { readInventory, type Inventory } from '../devices/inventory.js';
+import { readInventory } from '../devices/inventory.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
 import { formatBytes } from '../../shared/limits.js';
-import { table } from './format.js';
+import { table } from '../../shared/format.js';
 import type { CommandHandler } from './context.js';
 
 export const info: CommandHandler = async (argv, ctx) => {

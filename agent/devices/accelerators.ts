@@ -3,24 +3,8 @@
 // and skipped, the others still run. Detection reads files only: no vendor tools, no drivers
 // loaded, no device opened.
 import type { Logger } from '../../shared/logging.js';
+import type { Accelerator } from '../../shared/protocol/inventory.js';
 import type { HostFs } from './host-fs.js';
-
-export type AcceleratorKind = 'cuda' | 'tensorrt' | 'edgetpu' | 'npu' | 'gpu';
-
-export interface Accelerator {
-  kind: AcceleratorKind;
-  vendor: string;
-  model: string;
-  /** Device node to pass into a container (or the main one, for devices with several). */
-  device: string;
-  /** The accelerator's own memory (VRAM), where it can be read without vendor tools (gpu-memory.ts). */
-  memoryBytes?: number;
-  /**
-   * true: the accelerator has no memory of its own and uses system memory (the inventory's
-   * memoryBytes), as Jetson and SoC GPUs do. memoryBytes is then left out, so nothing is counted twice.
-   */
-  unifiedMemory?: boolean;
-}
 
 export interface AcceleratorDetector {
   name: string;

@@ -1,6 +1,6 @@
 // /proc/cpuinfo for x86_64, aarch64 and riscv64: CPU model, core count, architecture hint, and
 // the instruction-set flags that matter for inference, under one vocabulary.
-export type Arch = 'x86_64' | 'aarch64' | 'riscv64';
+import type { Arch } from '../../shared/protocol/inventory.js';
 
 export interface CpuInfo {
   model: string;

@@ -7,16 +7,11 @@
 // Whatever cannot be read stays unknown. An NVML that is missing says nothing; one that cannot be
 // loaded or fails is logged once per library and message (gpu.nvml_unavailable), never thrown.
 import { createLogger, type Logger } from '../../shared/logging.js';
-import { nvidiaGpus, type Accelerator } from './accelerators.js';
+import type { Accelerator } from '../../shared/protocol/inventory.js';
+import type { AcceleratorMemorySample } from '../../shared/protocol/telemetry.js';
+import { nvidiaGpus } from './accelerators.js';
 import type { HostFs } from './host-fs.js';
 import { findNvml, isNvmlError, NvmlLibrary, type GpuMemoryInfo, type NvmlSession } from './nvml.js';
-
-export interface AcceleratorMemorySample {
-  /** The accelerator's `device` in the inventory. */
-  device: string;
-  memoryTotalBytes: number;
-  memoryUsedBytes: number;
-}
 
 export interface GpuMemoryOptions {
   /** false: do not use NVML. A path: that library instead of the one found under the host root. */

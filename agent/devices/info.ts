@@ -3,7 +3,7 @@
 // every CDI device on disk, and the spec files that could not be read.
 import { CdiRegistry } from './cdi/registry.js';
 import { generatedNames } from './cdi/generate.js';
-import type { Accelerator } from './inventory.js';
+import type { Accelerator } from '../../shared/protocol/inventory.js';
 
 export interface CdiView {
   /** Accelerator device path -> CDI names that give it to a container. */

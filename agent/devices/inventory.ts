@@ -1,7 +1,5 @@
-// The device inventory (../shared/DESIGN.md, "Inventory"), published retained on
-// feather/v1/dev/{id}/inventory and returned by the `inventory` command:
-//   {id, arch, cpu:{model,cores,flags}, memoryBytes, disk:{freeBytes}, kernel, cgroup,
-//    accelerators:[…], labels, runtimes}
+// Reading the device inventory (shared/protocol/inventory.ts, ../shared/DESIGN.md "Inventory"),
+// published retained on feather/v1/dev/{id}/inventory and returned by the `inventory` command.
 // Accelerators' memory (gpu-memory.ts) is the one part read through a library (NVML) rather than files.
 // Read from the host root (config hostRoot) so tests run it against fake /proc and /sys trees;
 // free disk is statfs of the data dir, which is a real path.
@@ -10,25 +8,11 @@ import { machine } from 'node:os';
 import { dirname } from 'node:path';
 import { FeatherError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
-import { ACCELERATOR_DETECTORS, detectAccelerators, type Accelerator, type AcceleratorDetector } from './accelerators.js';
-import { parseCpuinfo, type Arch } from './cpuinfo.js';
+import type { Arch, Inventory } from '../../shared/protocol/inventory.js';
+import { ACCELERATOR_DETECTORS, detectAccelerators, type AcceleratorDetector } from './accelerators.js';
+import { parseCpuinfo } from './cpuinfo.js';
 import { withGpuMemory } from './gpu-memory.js';
 import { HostFs } from './host-fs.js';
-
-export type { Accelerator, Arch };
-
-export interface Inventory {
-  id: string;
-  arch: Arch;
-  cpu: { model: string; cores: number; flags: string[] };
-  memoryBytes: number;
-  disk: { freeBytes: number };
-  kernel: string;
-  cgroup: 'v1' | 'v2';
-  accelerators: Accelerator[];
-  labels: Record<string, string>;
-  runtimes: string[];
-}
 
 export interface DiskSpace { totalBytes: number; freeBytes: number }
 export type StatfsFn = (path: string) => DiskSpace;

@@ -1,27 +1,11 @@
-// Device figures for telemetry: CPU % (from /proc/stat deltas), memory, disk, temperatures
-// (thermal zones and hwmon), uptime, load, accelerator memory (gpu-memory.ts). Read under the host
-// root like the inventory.
+// Device figures for telemetry (DeviceStats, shared/protocol/telemetry.ts): CPU % (from /proc/stat
+// deltas), memory, disk, temperatures (thermal zones and hwmon), uptime, load, accelerator memory
+// (gpu-memory.ts). Read under the host root like the inventory.
 import type { Logger } from '../../shared/logging.js';
-import { sampleGpuMemory, type AcceleratorMemorySample } from './gpu-memory.js';
+import type { DeviceStats, Temperature } from '../../shared/protocol/telemetry.js';
+import { sampleGpuMemory } from './gpu-memory.js';
 import { naturalCompare, HostFs } from './host-fs.js';
 import { diskSpace, parseMeminfo, type StatfsFn } from './inventory.js';
-
-export interface Temperature { sensor: string; celsius: number }
-
-export interface DeviceStats {
-  /** Busy share of all CPUs since the previous sample, 0..100; 0 on the first sample. */
-  cpuPercent: number;
-  cpuCores: number;
-  load1: number;
-  memoryTotalBytes: number;
-  memoryAvailableBytes: number;
-  diskTotalBytes: number;
-  diskFreeBytes: number;
-  temperatures: Temperature[];
-  uptimeS: number;
-  /** Accelerators with memory of their own (amdgpu VRAM, NVIDIA through NVML); absent or [] when none. */
-  acceleratorMemory?: AcceleratorMemorySample[];
-}
 
 export interface DeviceStatsOptions {
   hostRoot?: string;

@@ -21,9 +21,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FeatherError, errnoCode, isFeatherError, messageOf } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import { formatBytes } from '../../shared/limits.js';
-import { parseSha256 } from './digest.js';
+import { parseSha256 } from '../../shared/digest.js';
 import { isPidAlive } from '../../shared/process.js';
-import { freeBytes, renameDurable, tempName } from './durable.js';
+import { freeBytes, renameDurable, tempName } from '../../shared/fs-durable.js';
 import { abortReason, SingleFlight } from './singleflight.js';
 import { isTransientNetworkError, openSource, parseBlobUrl, RangeNotSatisfiable, TransientError } from './sources.js';
 

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { create as tarCreate } from 'tar';
 import { FeatherError, messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
-import { hashFile } from './digest.js';
-import { removeTree } from './durable.js';
+import { hashFile } from '../../shared/digest.js';
+import { removeTree } from './remove-tree.js';
 import { findExecutable } from './hostbundle.js';
 
 export interface AptSource {

@@ -8,26 +8,19 @@
 // so two versions of a layer never replace each other while containers still stack them, and
 // `images`, `image verify`, `image rm` and `image gc` see layers like any image. A tarball
 // already in the store under any name (the same digest) is not fetched again.
+//
+// What a request may stack (how many layers, each digest once, never the image itself) is the
+// contract's, checked alike by the agent and the controller: shared/protocol/layers.ts.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FeatherError } from '../../shared/errors.js';
 import type { DataPaths } from '../paths.js';
 import { validateName } from '../../shared/limits.js';
+import { parseSha256 } from '../../shared/digest.js';
+import { checkLayers, type LayerRef } from '../../shared/protocol/layers.js';
 import { readConfig } from '../runtime/state.js';
 import type { FetchProgress } from './blobs.js';
-import { parseSha256 } from './digest.js';
 
-/** One layer as container.run names it. */
-export interface LayerRef {
-  name: string;
-  /** http(s):// or file:// */
-  url: string;
-  /** sha256 of the tarball as downloaded. */
-  sha256: string;
-}
-
-/** How many layers one container may stack above its image (overlayfs takes a few dozen lowers). */
-export const MAX_LAYERS = 16;
 const NAME_ROOM = 63 - 1 - 16;
 
 /** What layers need of the image store (ImageStore fits, and so does the reconciler's ImageSource).
@@ -43,19 +36,6 @@ export interface LayerStore {
 export function layerImageName(ref: Pick<LayerRef, 'name' | 'sha256'>): string {
   const sha = parseSha256(ref.sha256);
   return validateName('image', `${validateName('image', ref.name).slice(0, NAME_ROOM).replace(/[._-]+$/, '')}.${sha.slice(0, 16)}`);
-}
-
-/** Refuse what overlayfs cannot stack: too many layers, a digest twice, the image's own digest. */
-export function checkLayers(refs: readonly LayerRef[], imageSha256?: string): void {
-  if (refs.length > MAX_LAYERS) throw new FeatherError('BAD_REQUEST', `${refs.length} layers are too many: at most ${MAX_LAYERS} can be stacked above an image`);
-  const seen = new Map<string, string>();
-  for (const [i, r] of refs.entries()) {
-    const sha = parseSha256(r.sha256, `layers[${i}].sha256`);
-    const first = seen.get(sha);
-    if (first !== undefined) throw new FeatherError('BAD_REQUEST', `layers[${i}] (${r.name}) has the same sha256 as ${first}: a layer can be stacked once`);
-    if (sha === imageSha256) throw new FeatherError('BAD_REQUEST', `layers[${i}] (${r.name}) is the image itself (same sha256): remove it from layers`);
-    seen.set(sha, `layers[${i}] (${r.name})`);
-  }
 }
 
 export interface EnsureLayersOptions {

@@ -10,8 +10,8 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FeatherError, errnoCode, messageOf } from '../../shared/errors.js';
 import { validateName } from '../../shared/limits.js';
-import { isSha256 } from './digest.js';
-import { writeFileAtomic } from './durable.js';
+import { isSha256 } from '../../shared/digest.js';
+import { writeFileAtomic } from '../../shared/fs-durable.js';
 
 export interface ManifestEntry {
   name: string;

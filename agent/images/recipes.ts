@@ -12,7 +12,7 @@ import { FeatherError, isFeatherError, messageOf, toFeatherError, type ErrorCode
 import { createLogger, type Logger } from '../../shared/logging.js';
 import { validateName } from '../../shared/limits.js';
 import { debianTarball } from './debootstrap.js';
-import { tempName } from './durable.js';
+import { tempName } from '../../shared/fs-durable.js';
 import { hostBundleEntries, sharedLibraries } from './hostbundle.js';
 import { onnxTarball } from './recipes/onnx.js';
 import type { ImageInfo, ImageStore } from './store.js';

@@ -3,16 +3,18 @@
 // models/<sha256>/ for model files, tmp/ for partial downloads and extractions in progress.
 import { lstatSync, statSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FeatherError, errnoCode, messageOf, toFeatherError } from '../../shared/errors.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
 import type { DataPaths } from '../paths.js';
 import { validateName } from '../../shared/limits.js';
 import { BlobFetcher, type FetchProgress, type FetchResult } from './blobs.js';
-import { hashFile, isSha256, parseSha256 } from './digest.js';
+import { hashFile, isSha256, parseSha256 } from '../../shared/digest.js';
 import { isPidAlive } from '../../shared/process.js';
-import { parseTempName, removeTree, tempName } from './durable.js';
+import { parseTempName, tempName } from '../../shared/fs-durable.js';
+import { modelFileName } from '../../shared/protocol/model-file.js';
+import { removeTree } from './remove-tree.js';
 import { LayerCache } from './extract.js';
 import { Manifest, type ManifestEntry } from './manifest.js';
 import { parseBlobUrl } from './sources.js';
@@ -54,17 +56,6 @@ export interface ImageStoreOptions {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
-const MODEL_FILE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-/** The file name a model is stored under: the URL's basename when it is a plain name, else "model". */
-export function modelFileName(url: string): string {
-  try {
-    const base = basename(decodeURIComponent(new URL(url).pathname));
-    return MODEL_FILE_RE.test(base) ? base : 'model';
-  } catch {
-    return 'model';
-  }
-}
 
 export class ImageStore {
   readonly manifest: Manifest;

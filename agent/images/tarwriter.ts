@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { Header, Pax, type HeaderData } from 'tar';
 import { FeatherError } from '../../shared/errors.js';
-import { fsyncPath, renameDurable, tempName } from './durable.js';
+import { fsyncPath, renameDurable, tempName } from '../../shared/fs-durable.js';
 
 interface Owned {
   path: string;

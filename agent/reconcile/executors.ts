@@ -6,10 +6,11 @@ import type { Logger } from '../../shared/logging.js';
 import { ensureLayers, layerImageName } from '../images/layers.js';
 import type { ContainerRuntime } from '../runtime/api.js';
 import type { BindMount, DeviceNode, RunRequest } from '../runtime/types.js';
-import type { Workload } from './desired.js';
+import type { Workload } from '../../shared/protocol/desired.js';
 import { ownerLabels } from './labels.js';
 import { stepWorkloads, type Step, type StepAction } from './plan.js';
-import type { PendingRestart, Phase } from './reported.js';
+import type { PendingRestart } from './reported.js';
+import type { Phase } from '../../shared/protocol/reported.js';
 
 /** What the reconciler needs from the image store (agent/images/store.ts); it fits ensureLayers' LayerStore. */
 export interface ImageSource {

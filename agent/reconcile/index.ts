@@ -9,17 +9,15 @@ import type { ContainerExit, ContainerRuntime } from '../runtime/api.js';
 import type { ContainerInfo, DeviceNode } from '../runtime/types.js';
 import {
   DesiredStateError, decodeDesired, isDesiredStateError, nothingDesired, validateDesired, type DesiredState,
-} from './desired.js';
+} from '../../shared/protocol/desired.js';
+import type { Reported } from '../../shared/protocol/reported.js';
 import { executeSteps, noDevices, type ExecContext, type ImageSource } from './executors.js';
 import { isOwned } from './labels.js';
 import { loadDesired, saveDesired } from './persist.js';
 import { DEFAULT_RESTART_BACKOFF, plan, stepWorkloads, type CurrentState, type RestartBackoff, type Step } from './plan.js';
-import { buildReported, type PendingRestart, type PhaseNote, type Reported } from './reported.js';
+import { buildReported, type PendingRestart, type PhaseNote } from './reported.js';
 import { SingleFlightRunner } from './runner.js';
 
-export type { DesiredState, Workload, ArtifactRef, FieldIssue } from './desired.js';
-export { DesiredStateError, isDesiredStateError, parseDesired, validateDesired } from './desired.js';
-export type { Reported, ReportedWorkload, Phase } from './reported.js';
 export type { Step, CurrentState, RestartBackoff } from './plan.js';
 export type { ImageSource } from './executors.js';
 export { plan } from './plan.js';

@@ -2,7 +2,7 @@
 // the workload spec each was started from (a different hash means the spec changed: replace).
 import { createHash } from 'node:crypto';
 import type { ContainerInfo } from '../runtime/types.js';
-import type { Workload } from './desired.js';
+import type { Workload } from '../../shared/protocol/desired.js';
 
 /** Marks a container as started from the desired state; containers without it are never touched. */
 export const OWNER_LABEL = 'feather.owner';

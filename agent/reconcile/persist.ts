@@ -7,7 +7,7 @@ import type { Logger } from '../../shared/logging.js';
 import { messageOf } from '../../shared/errors.js';
 import type { DataPaths } from '../paths.js';
 import { readJson, writeFileAtomic } from '../runtime/state.js';
-import { nothingDesired, validateDesired, type DesiredState } from './desired.js';
+import { nothingDesired, validateDesired, type DesiredState } from '../../shared/protocol/desired.js';
 
 export interface PersistedDesired {
   version: 1;

@@ -17,8 +17,9 @@
 //  - An exited owned container is restarted per its policy (always; on-failure when it failed)
 //    after a capped exponential delay; before that, a `wait` step says when to look again.
 import type { ErrorCode } from '../../shared/errors.js';
-import type { ContainerInfo, RestartPolicy } from '../runtime/types.js';
-import type { ArtifactRef, DesiredState, Workload } from './desired.js';
+import type { ContainerInfo } from '../runtime/types.js';
+import type { RestartPolicy } from '../../shared/protocol/types.js';
+import type { ArtifactRef, DesiredState, Workload } from '../../shared/protocol/desired.js';
 import { isOwned, SPEC_HASH_LABEL, specHash } from './labels.js';
 
 export interface CurrentState {

@@ -1,30 +1,10 @@
-// The `reported` document: the generation reached and each desired workload's phase, built from
-// what the runtime shows plus what the executors are doing right now. Pure; the reconciler
-// calls it after every step and event and publishes when the result changed.
+// Building the `reported` document (shared/protocol/reported.ts): the generation reached and each
+// desired workload's phase, from what the runtime shows plus what the executors are doing right
+// now. Pure; the reconciler calls it after every step and event and publishes when the result changed.
+import type { DesiredState } from '../../shared/protocol/desired.js';
+import type { Phase, Reported, ReportedWorkload } from '../../shared/protocol/reported.js';
 import type { ContainerInfo } from '../runtime/types.js';
-import type { DesiredState } from './desired.js';
 import { describeExit, exitedWithFailure } from './plan.js';
-
-export type Phase = 'pulling' | 'starting' | 'running' | 'failed' | 'stopped';
-
-export interface ReportedWorkload {
-  name: string;
-  phase: Phase;
-  /** Why it failed, or what it is waiting for. */
-  reason?: string;
-  /** Restarts of the current container (a replacement starts again from 0). */
-  restarts: number;
-  /** Exit code of the container when it is not running (absent if killed by a signal). */
-  exitCode?: number;
-}
-
-export interface Reported {
-  /** The last desired generation fully applied (0 before any). */
-  generation: number;
-  workloads: ReportedWorkload[];
-  /** Set when the latest desired payload was rejected (the previous one is still applied). */
-  reason?: string;
-}
 
 /** What an executor is doing for a workload, or why its last step failed. */
 export interface PhaseNote {

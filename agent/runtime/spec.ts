@@ -3,7 +3,8 @@
 import { FeatherError } from '../../shared/errors.js';
 import { formatDeviceFilterRule } from './cgroups/devices.js';
 import type { DeviceFilter } from './cgroups/types.js';
-import type { BindMount, DeviceNode, NetworkMode } from './types.js';
+import type { BindMount, DeviceNode } from './types.js';
+import type { NetworkMode } from '../../shared/protocol/types.js';
 
 export const SPEC_VERSION = 1;
 

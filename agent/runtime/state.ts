@@ -4,7 +4,8 @@ import { readFileSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync
 import { dirname, basename, join } from 'node:path';
 import { errnoCode, FeatherError } from '../../shared/errors.js';
 import type { Limits } from '../../shared/limits.js';
-import type { BindMount, ContainerInfo, DeviceNode, NetworkMode, RestartPolicy } from './types.js';
+import type { BindMount, ContainerInfo, DeviceNode } from './types.js';
+import type { NetworkMode, RestartPolicy } from '../../shared/protocol/types.js';
 
 export interface ContainerConfig {
   version: 1;

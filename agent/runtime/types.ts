@@ -1,9 +1,7 @@
 // The runtime's public shapes: what a caller (CLI, MQTT command executors, reconciler) asks for
 // and what it gets back. Field names follow the contract's container.run body (../shared/DESIGN.md).
 import type { Limits } from '../../shared/limits.js';
-
-export type RestartPolicy = 'no' | 'on-failure' | 'always';
-export type NetworkMode = 'none' | 'host';
+import type { ContainerRunFields, RestartPolicy } from '../../shared/protocol/types.js';
 
 export interface BindMount {
   source: string;
@@ -17,16 +15,8 @@ export interface DeviceNode {
   containerPath: string;
 }
 
-/** A request to create and start a container (validated by the caller or by Runtime.run). */
-export interface RunRequest {
-  name: string;
-  image: string;
-  /** Command and arguments; empty = the image's default shell (/bin/sh). */
-  args?: string[] | undefined;
-  env?: Record<string, string> | undefined;
-  limits?: Partial<Limits> | undefined;
-  network?: NetworkMode | undefined;
-  restart?: RestartPolicy | undefined;
+/** A request to create and start a container (validated by the caller or by Runtime.run): container.run's fields, then the runtime's own. */
+export interface RunRequest extends ContainerRunFields {
   userns?: boolean | undefined;
   /** PID 1 is the shim's init (reaps zombies, forwards signals). */
   init?: boolean | undefined;

@@ -9,10 +9,10 @@
 // published. The agent's own CPU and RSS come from pidusage too.
 import pidusage from 'pidusage';
 import { createLogger, type Logger } from '../../shared/logging.js';
-import type { DeviceStats } from '../devices/stats.js';
+import type { DeviceStats } from '../../shared/protocol/telemetry.js';
 import type { LatencyTracker } from './latency.js';
 import type { ContainerSource } from './metrics.js';
-import { encodeTelemetry, type ContainerStatsSample, type TelemetryEncoding, type TelemetrySample } from './proto.js';
+import { encodeTelemetry, type ContainerStatsSample, type TelemetryEncoding, type TelemetrySample } from '../../shared/protocol/telemetry.js';
 
 export type PublishFn = (topic: string, payload: Buffer, opts: { qos: 0; contentType: string }) => Promise<void> | void;
 

@@ -1,8 +1,8 @@
 // What the API returns: plain JSON shapes built from the store's records. featherctl renders
 // them as tables and prints them as they are with -o json|yaml (docs/featherctl.md, "API").
 // Times are milliseconds since the epoch (null: never).
-import type { Inventory } from '../../agent/devices/inventory.js';
-import type { Reported } from '../../agent/reconcile/reported.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
+import type { Reported } from '../../shared/protocol/reported.js';
 import type { DeploymentSpec, Measurement, ModelVariant, Placement } from '../model/types.js';
 import type { DeploymentStatus, ReplicaStatus, RolloutStatus } from '../scheduler/index.js';
 import type { Store } from '../store/store.js';

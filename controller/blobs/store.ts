@@ -13,7 +13,7 @@ import { mkdir, open, readFile, readdir, rm, stat, unlink } from 'node:fs/promis
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { isPidAlive } from '../../shared/process.js';
-import { fsyncPath, freeBytes, parseTempName, renameDurable, tempName, writeFileAtomic } from '../../agent/images/durable.js';
+import { fsyncPath, freeBytes, parseTempName, renameDurable, tempName, writeFileAtomic } from '../../shared/fs-durable.js';
 import { errnoCode, FeatherError, messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 

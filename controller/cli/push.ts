@@ -8,7 +8,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { hashFile } from '../../agent/images/digest.js';
+import { hashFile } from '../../shared/digest.js';
 import { errnoCode, FeatherError, messageOf } from '../../shared/errors.js';
 import type { UploadReply } from '../blobs/http.js';
 import { validateBlobName } from '../blobs/store.js';

@@ -1,7 +1,7 @@
 // What featherctl prints: tables for people, JSON or YAML for scripts (the API's objects as
 // they are). Pure functions of the data and the time, so tests can pin them.
 import { stringify } from 'yaml';
-import { relativeTime, table } from '../../agent/cli/format.js';
+import { relativeTime, table } from '../../shared/format.js';
 import type { EventRecord } from '../store/types.js';
 import type { BlobView } from '../api/fleet.js';
 import type { DeploymentDetail, DeploymentSummary, DeviceDetail, DeviceSummary, ModelView } from '../api/views.js';

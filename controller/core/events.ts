@@ -1,7 +1,7 @@
 // The controller's typed events (core/bus.ts carries them). Listeners are isolated: one that
 // throws is logged and the others still run.
-import type { Inventory } from '../../agent/devices/inventory.js';
-import type { Reported } from '../../agent/reconcile/reported.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
+import type { Reported } from '../../shared/protocol/reported.js';
 import type { Measurement } from '../model/types.js';
 import type { DeviceStatus } from '../store/types.js';
 

@@ -6,7 +6,7 @@
 import { parseAllDocuments } from 'yaml';
 import { FeatherError } from '../../shared/errors.js';
 import { parseCpus, parseMemory, validateName } from '../../shared/limits.js';
-import { MAX_LAYERS } from '../../agent/images/layers.js';
+import { MAX_LAYERS } from '../../shared/protocol/layers.js';
 import { DEVICE_ACCELERATOR_KINDS, MAX_ACCELERATOR_DEVICES } from '../model/accelerators.js';
 import type {
   AcceleratorDevices, AcceleratorKind, Arch, DeploymentSpec, DeviceAcceleratorKind, ImageLayer, ModelBuild, ModelVariant, Precision,
@@ -447,7 +447,7 @@ function readRuntime(c: Checker, v: unknown): DeploymentSpec['runtime'] | undefi
 }
 
 /**
- * A runtime variant's layers, topmost first: the rules of the agent (agent/images/layers.ts,
+ * A runtime variant's layers, topmost first: the contract's rules (shared/protocol/layers.ts,
  * checkLayers) checked here so a file the devices would refuse is refused at apply.
  */
 function readLayers(c: Checker, v: unknown, path: string, imageSha256: string | undefined): ImageLayer[] | undefined {

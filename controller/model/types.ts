@@ -1,7 +1,7 @@
 // The controller's shared vocabulary: what a deployment asks for, what the controller knows of a
 // device, and where replicas are placed. The scheduler is a pure function over these
 // (../../shared/DESIGN.md, "Scheduling"); the store persists them; the API and featherctl show them.
-import type { Inventory } from '../../agent/devices/inventory.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
 
 export type Arch = 'x86_64' | 'aarch64' | 'riscv64';
 /** Accelerator kinds of the contract, plus `cpu` for "no accelerator" in preference lists. */
@@ -131,7 +131,7 @@ export interface Measurement {
 /**
  * One workload of a device's desired state as published (docs/desired-state.md): the body of
  * container.run without requestId, in its wire form ("128Mi", cores). The agent validates it with
- * agent/reconcile/desired.ts; the controller runs the same validation before publishing.
+ * shared/protocol/desired.ts; the controller runs the same validation before publishing.
  */
 export interface DesiredWorkload {
   name: string;

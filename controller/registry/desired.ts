@@ -7,7 +7,7 @@
 // it owns, with the generation and content it stored. The agent's reconciler compares specs,
 // not generations, so the same payload again starts nothing new: no duplicate containers.
 import { createHash } from 'node:crypto';
-import { validateDesired } from '../../agent/reconcile/desired.js';
+import { validateDesired } from '../../shared/protocol/desired.js';
 import { FeatherError, messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import { Topics } from '../../shared/protocol/topics.js';

@@ -1,8 +1,8 @@
 // Validation of what devices publish (the registry's boundary). Devices are authenticated,
 // not trusted: a payload that does not have the contract's shape is refused with a
 // BAD_REQUEST naming the field, and the registry keeps what it had.
-import type { Inventory } from '../../agent/devices/inventory.js';
-import type { Reported, ReportedWorkload } from '../../agent/reconcile/reported.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
+import type { Reported, ReportedWorkload } from '../../shared/protocol/reported.js';
 import { FeatherError } from '../../shared/errors.js';
 import { isPlainObject, type JsonObject } from '../../shared/protocol/fields.js';
 import { EVENT_TYPE_RE } from '../../shared/protocol/types.js';

@@ -7,9 +7,9 @@
 // the retained messages come again on subscribe (external broker), or the agents reconnect and
 // publish them again (the embedded broker restarted with the controller, so every device is
 // first marked offline).
-import type { Inventory } from '../../agent/devices/inventory.js';
-import type { Reported } from '../../agent/reconcile/reported.js';
-import { decodeTelemetry, type TelemetrySample } from '../../agent/telemetry/proto.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
+import type { Reported } from '../../shared/protocol/reported.js';
+import { decodeTelemetry, type TelemetrySample } from '../../shared/protocol/telemetry.js';
 import { messageOf } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import { Topics } from '../../shared/protocol/topics.js';

@@ -2,7 +2,7 @@
 // validates (docs/desired-state.md: each workload is a container.run body, `images` says where to
 // pull the runtime images, a runtime variant's `layers` travel in its workloads). The caller adds
 // the `generation`.
-import { modelFileName } from '../../agent/images/store.js';
+import { modelFileName } from '../../shared/protocol/model-file.js';
 import { FeatherError } from '../../shared/errors.js';
 import { DEFAULT_PIDS, withDefaults } from '../deployments/spec.js';
 import type { DeploymentSpec, Placement, RuntimeVariant } from '../model/types.js';

@@ -6,8 +6,8 @@
 import type Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Inventory } from '../../agent/devices/inventory.js';
-import type { Reported } from '../../agent/reconcile/reported.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
+import type { Reported } from '../../shared/protocol/reported.js';
 import { FeatherError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import type { AcceleratorKind, Arch, DeploymentPhase, DeploymentSpec, DesiredImage, DesiredWorkload, Measurement, ModelVariant, Placement, Precision } from '../model/types.js';

@@ -1,8 +1,8 @@
 // What the store keeps, as the rest of the controller sees it. Times are milliseconds since
 // the epoch; JSON columns come back parsed.
-import type { Inventory } from '../../agent/devices/inventory.js';
-import type { DeviceStats } from '../../agent/devices/stats.js';
-import type { Reported } from '../../agent/reconcile/reported.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
+import type { DeviceStats } from '../../shared/protocol/telemetry.js';
+import type { Reported } from '../../shared/protocol/reported.js';
 import type { DeploymentPhase, DeploymentSpec, DesiredImage, DesiredWorkload, ModelVariant } from '../model/types.js';
 import type { DeploymentStatus, RolloutStatus } from '../scheduler/index.js';
 

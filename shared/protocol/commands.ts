@@ -3,11 +3,13 @@
 // MQTT 5 the content type application/x-protobuf (or any other payload) means protobuf.
 import { FeatherError, messageOf } from '../errors.js';
 import { parseCpus, parseCpuset, parseMemory, parsePids, validateName, type Limits } from '../limits.js';
-import type { NetworkMode, RestartPolicy, RunRequest } from '../../agent/runtime/types.js';
 import { Fields, describe, isPlainObject, type JsonObject } from './fields.js';
+import { MAX_LAYERS } from './layers.js';
 import { decodeCommandProto } from './proto.js';
 import { MAX_REQUEST_ID_LENGTH, isValidRequestId } from './topics.js';
-import { CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, type Encoding, type Verb } from './types.js';
+import {
+  CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, type ContainerRunFields, type Encoding, type NetworkMode, type RestartPolicy, type Verb,
+} from './types.js';
 
 export interface DecodedCommand {
   encoding: Encoding;
@@ -138,7 +140,7 @@ function fromObject(encoding: Encoding, parsed: unknown): DecodedCommand {
 export interface ModelRef { name: string; url: string; sha256: string }
 
 /** container.run as validated (also a desired workload's fields): the runtime's fields, with models, layers and devices still by name. */
-export interface RunBody extends Pick<RunRequest, 'name' | 'image' | 'args' | 'env' | 'limits' | 'network' | 'restart'> {
+export interface RunBody extends ContainerRunFields {
   models?: ModelRef[] | undefined;
   /** Layers stacked above the image, topmost first (agent/images/layers.ts); each a verified tarball. */
   layers?: ModelRef[] | undefined;
@@ -167,8 +169,6 @@ export interface CommandBodies {
 export const DEFAULT_LOG_TAIL = 100;
 export const MAX_LOG_TAIL = 10_000;
 const MAX_STOP_TIMEOUT_S = 3600;
-/** Layers above an image in one container.run or desired workload (agent/images/layers.ts MAX_LAYERS). */
-const MAX_LAYERS = 16;
 
 const URL_RE = /^(https?:\/\/[^\s/]+\S*|file:\/\/\/\S*)$/;
 const SHA256_RE = /^(sha256:)?[0-9a-fA-F]{64}$/;

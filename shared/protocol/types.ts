@@ -1,6 +1,7 @@
 // The control plane's JSON shapes (../shared/DESIGN.md, "Commands"), as TypeScript. The inventory
-// is agent/devices/inventory.ts's.
+// is inventory.ts's; the desired and reported documents are desired.ts's and reported.ts's.
 import type { ErrorCode } from '../errors.js';
+import type { Limits } from '../limits.js';
 
 export const VERBS = [
   'ping',
@@ -30,6 +31,21 @@ export interface ReplyError {
 export type Reply =
   | { requestId: string | null; ok: true; result: unknown }
   | { requestId: string | null; ok: false; error: ReplyError };
+
+export type RestartPolicy = 'no' | 'on-failure' | 'always';
+export type NetworkMode = 'none' | 'host';
+
+/** The fields container.run (and a desired workload) shares with the runtime's RunRequest (agent/runtime/types.ts). */
+export interface ContainerRunFields {
+  name: string;
+  image: string;
+  /** Command and arguments; empty = the image's default shell (/bin/sh). */
+  args?: string[] | undefined;
+  env?: Record<string, string> | undefined;
+  limits?: Partial<Limits> | undefined;
+  network?: NetworkMode | undefined;
+  restart?: RestartPolicy | undefined;
+}
 
 export type Encoding = 'json' | 'protobuf';
 

@@ -1,6 +1,6 @@
 // Shared fixture of the scheduler's unit tests: devices, a deployment with every accelerator's
 // model variant, and a schedule() call with fixed time.
-import type { Inventory } from '../../agent/devices/inventory.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
 import { validateDeployment } from '../../controller/deployments/spec.js';
 import type { AcceleratorKind, Arch, DeploymentSpec, DeviceView, Measurement } from '../../controller/model/types.js';
 import { schedule, type ScheduleInput, type ScheduleResult } from '../../controller/scheduler/index.js';

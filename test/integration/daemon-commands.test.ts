@@ -4,7 +4,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { decodeTelemetry } from '../../agent/telemetry/proto.js';
+import { decodeTelemetry } from '../../shared/protocol/telemetry.js';
 import { BROKERS } from '../helpers/brokers.js';
 import { cgroupLeftovers } from '../helpers/runtime-fixture.js';
 import {

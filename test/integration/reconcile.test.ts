@@ -15,7 +15,8 @@ import { writeTarball } from '../../agent/images/tarwriter.js';
 import { detectCgroups } from '../../agent/runtime/cgroups/detect.js';
 import { ShimRuntime } from '../../agent/runtime/runtime.js';
 import { isPidAlive } from '../../shared/process.js';
-import { Reconciler, OWNER_LABEL, SPEC_HASH_LABEL, type Reported, type ReconcilerOptions } from '../../agent/reconcile/index.js';
+import { Reconciler, OWNER_LABEL, SPEC_HASH_LABEL, type ReconcilerOptions } from '../../agent/reconcile/index.js';
+import type { Reported } from '../../shared/protocol/reported.js';
 import { cgroupLeftovers, hostMountsUnder, isRoot, runtimeFixture, type RuntimeFixture } from '../helpers/runtime-fixture.js';
 
 const OPTIONS: ReconcilerOptions = {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Registry } from 'prom-client';
-import { decodeTelemetry } from '../../agent/telemetry/proto.js';
+import { decodeTelemetry } from '../../shared/protocol/telemetry.js';
 import { TelemetryService, type TelemetryServiceDeps } from '../../agent/telemetry/service.js';
 import { configureLogging } from '../../shared/logging.js';
 import { FakeContainers } from '../helpers/fake-host.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
-import type { Inventory } from '../../agent/devices/inventory.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
 import { createApi } from '../../controller/api/index.js';
 import type { DeviceDetail, DeploymentDetail, DeploymentSummary, DeviceSummary, ModelView } from '../../controller/api/views.js';
 import { topicMatches } from '../../controller/broker/acl.js';

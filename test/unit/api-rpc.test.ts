@@ -2,7 +2,7 @@
 // reply matched by requestId and device, agent errors with their codes, timeouts, a disconnected
 // controller, stop(); and the service-discovery target rules (controller/api/sd.ts).
 import t from 'tap';
-import type { Inventory } from '../../agent/devices/inventory.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
 import { ApiError } from '../../controller/api/respond.js';
 import { AgentRpc, parseReply } from '../../controller/api/rpc.js';
 import { labelName, metricsTarget, prometheusTargets } from '../../controller/api/sd.js';

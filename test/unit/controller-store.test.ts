@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import type { Inventory } from '../../agent/devices/inventory.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
 import { appliedMigrations, migrate, openDatabase } from '../../controller/store/db.js';
 import { MIGRATIONS } from '../../controller/store/migrations.js';
 import { Store, canonicalJson } from '../../controller/store/store.js';

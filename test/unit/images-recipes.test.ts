@@ -3,7 +3,7 @@ import t from 'tap';
 import { parseAptSources } from '../../agent/images/debootstrap.js';
 import { parseLdd } from '../../agent/images/hostbundle.js';
 import { parseRecipe, recipes, rootfsSkeleton } from '../../agent/images/recipes.js';
-import { modelFileName } from '../../agent/images/store.js';
+import { modelFileName } from '../../shared/protocol/model-file.js';
 
 t.test('apt sources, one-line and deb822', async (t) => {
   const oneLine = parseAptSources([

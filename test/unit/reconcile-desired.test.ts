@@ -1,7 +1,7 @@
 import t from 'tap';
 import {
   parseDesired, validateDesired, isDesiredStateError, DesiredStateError, MAX_DESIRED_BYTES, type FieldIssue, type Workload,
-} from '../../agent/reconcile/desired.js';
+} from '../../shared/protocol/desired.js';
 import { createHash } from 'node:crypto';
 import { canonicalJson, specHash } from '../../agent/reconcile/labels.js';
 

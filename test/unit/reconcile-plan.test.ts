@@ -1,5 +1,5 @@
 import t from 'tap';
-import { validateDesired, type DesiredState, type Workload } from '../../agent/reconcile/desired.js';
+import { validateDesired, type DesiredState, type Workload } from '../../shared/protocol/desired.js';
 import { OWNER_LABEL, SPEC_HASH_LABEL, specHash } from '../../agent/reconcile/labels.js';
 import {
   plan, restartDelayMs, DEFAULT_RESTART_BACKOFF, type CurrentState, type Step,

@@ -11,7 +11,8 @@ import { configureLogging } from '../../shared/logging.js';
 import { DataPaths } from '../../agent/paths.js';
 import type { ContainerExit, ContainerRuntime, GcReport } from '../../agent/runtime/api.js';
 import type { ContainerInfo, RunRequest, RunResult, StopResult } from '../../agent/runtime/types.js';
-import { Reconciler, OWNER_LABEL, type Reported, type ReconcilerOptions } from '../../agent/reconcile/index.js';
+import { Reconciler, OWNER_LABEL, type ReconcilerOptions } from '../../agent/reconcile/index.js';
+import type { Reported } from '../../shared/protocol/reported.js';
 
 configureLogging({ level: 'silent' });
 

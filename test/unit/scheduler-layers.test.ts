@@ -2,8 +2,8 @@
 // desiredFor writes, the agent accepts them, and a revision that changes only a layer rolls out
 // like any other change (the agent replaces the containers that move to it, and only those).
 import t from 'tap';
-import type { Inventory } from '../../agent/devices/inventory.js';
-import { validateDesired } from '../../agent/reconcile/desired.js';
+import type { Inventory } from '../../shared/protocol/inventory.js';
+import { validateDesired } from '../../shared/protocol/desired.js';
 import { OWNER_LABEL, SPEC_HASH_LABEL, specHash } from '../../agent/reconcile/labels.js';
 import { plan as agentPlan } from '../../agent/reconcile/plan.js';
 import type { ContainerInfo } from '../../agent/runtime/types.js';

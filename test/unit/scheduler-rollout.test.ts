@@ -1,7 +1,7 @@
 // rolloutStep() and plan(): canary, waves, rollback; desiredFor(): the agent accepts what it writes.
 import t from 'tap';
 import type { DeploymentSpec, Placement } from '../../controller/model/types.js';
-import { validateDesired } from '../../agent/reconcile/desired.js';
+import { validateDesired } from '../../shared/protocol/desired.js';
 import { desiredFor, plan, rolloutStep, schedule, type ReplicaHealth, type RolloutResult, type RolloutStatus } from '../../controller/scheduler/index.js';
 
 import { NOW, SHA, dev, run, spec } from '../helpers/scheduler-fixture.js';

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import {
   CONTENT_TYPES, decodeTelemetry, encodeTelemetry, telemetryMessageType, telemetryProtoPath,
   type ContainerStatsSample, type TelemetrySample,
-} from '../../agent/telemetry/proto.js';
+} from '../../shared/protocol/telemetry.js';
 
 /** A realistic sample: a Raspberry Pi class board running `n` containers, most with one model. */
 export function sampleWith(n: number): TelemetrySample {

@@ -1,8 +1,7 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { DeviceStats } from '../../agent/devices/stats.js';
+import { decodeTelemetry, type DeviceStats } from '../../shared/protocol/telemetry.js';
 import { LatencyTracker } from '../../agent/telemetry/latency.js';
-import { decodeTelemetry } from '../../agent/telemetry/proto.js';
 import { pidusageSource, TelemetryPublisher, type ProcessUsage, type TelemetryPublisherDeps } from '../../agent/telemetry/publisher.js';
 import { configureLogging } from '../../shared/logging.js';
 import { FakeContainers } from '../helpers/fake-host.js';

@@ -20,7 +20,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from '../../../shared/logging.js';
-import type { Accelerator } from '../accelerators.js';
+import type { Accelerator } from '../../../shared/protocol/inventory.js';
 import { naturalCompare } from '../host-fs.js';
 import { CDI_SPEC_DIRS, CdiRegistry } from './registry.js';
 import { statNode, type StatNode } from './resolve.js';

@@ -1,12 +1,13 @@
-// The retained `desired` payload (../../shared/DESIGN.md, "Desired and reported state"), parsed and
-// validated at the boundary. Everything past this file trusts a DesiredState: names are valid
-// directory names, limits are parsed, references are unique. A bad payload fails as a whole with
-// a DesiredStateError (code BAD_REQUEST) that lists every bad field by its path.
-import { FeatherError, isFeatherError, messageOf } from '../../shared/errors.js';
-import { readRunBody, validateCommand, type RunBody } from '../../shared/protocol/commands.js';
-import { Fields, describe, isPlainObject } from '../../shared/protocol/fields.js';
-import { checkLayers } from '../images/layers.js';
-import type { NetworkMode, RestartPolicy } from '../runtime/types.js';
+// The retained `desired` payload (../shared/DESIGN.md, "Desired and reported state"), parsed and
+// validated at the boundary: by the agent when it arrives, by the controller before it publishes
+// one. Everything past this file trusts a DesiredState: names are valid directory names, limits
+// are parsed, references are unique. A bad payload fails as a whole with a DesiredStateError
+// (code BAD_REQUEST) that lists every bad field by its path.
+import { FeatherError, isFeatherError, messageOf } from '../errors.js';
+import { readRunBody, validateCommand, type RunBody } from './commands.js';
+import { Fields, describe, isPlainObject } from './fields.js';
+import { checkLayers } from './layers.js';
+import type { NetworkMode, RestartPolicy } from './types.js';
 
 /** An image or a model to fetch: where from and what it must hash to. */
 export interface ArtifactRef {

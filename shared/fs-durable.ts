@@ -1,13 +1,9 @@
 // Small filesystem helpers for files that must survive a crash: fsync, atomic replace,
-// free space, temp names that say which process made them, and a removal that never
-// descends into a mount.
+// free space, temp names that say which process made them. Used by the agent's image store and
+// the controller's blob store alike.
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, statfs, unlink, writeFile, readFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { basename, dirname, join, resolve, sep } from 'node:path';
-
-const execFileP = promisify(execFile);
+import { open, rename, statfs, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /** fsync a file or a directory by path (a directory fsync makes a rename in it durable). */
 export async function fsyncPath(path: string): Promise<void> {
@@ -63,36 +59,4 @@ export function parseTempName(name: string): { prefix: string; pid: number } | u
   const m = TEMP_RE.exec(name);
   if (!m) return undefined;
   return { prefix: m[1] as string, pid: Number(m[2]) };
-}
-
-/** Mount points at or below `dir` (from /proc/self/mountinfo), deepest first. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await readFile('/proc/self/mountinfo', 'utf8');
-  } catch {
-    return [];
-  }
-  const root = resolve(dir);
-  const found: string[] = [];
-  for (const line of text.split('\n')) {
-    const field = line.split(' ')[4];
-    if (field === undefined) continue;
-    // mountinfo escapes space, tab, newline and backslash as octal
-    const mp = field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mp === root || mp.startsWith(root + sep)) found.push(mp);
-  }
-  return found.sort((a, b) => b.length - a.length);
-}
-
-/**
- * Remove a tree. Anything mounted below it (a debootstrap that died with /proc mounted) is
- * unmounted first, so the removal never reaches into a host filesystem; if an unmount fails
- * the tree is left alone and the error is thrown.
- */
-export async function removeTree(dir: string): Promise<void> {
-  for (const mp of await mountsUnder(dir)) {
-    await execFileP('umount', ['-l', mp]);
-  }
-  await rm(dir, { recursive: true, force: true, maxRetries: 2 });
 }

@@ -1,10 +1,10 @@
-// The feather.v1.Telemetry message: TypeScript shape, and encoding as protobuf or JSON.
+// The feather.v1.Telemetry message: TypeScript shape, and encoding as protobuf or JSON. The agent
+// encodes it (agent/telemetry/publisher.ts), the controller decodes it.
 // shared/protocol/telemetry.proto is loaded with protobufjs at run time, found like every
 // .proto of the package (shared/protocol/proto.ts locateProto).
-import { locateProto } from '../../shared/protocol/proto.js';
+import { locateProto } from './proto.js';
 import protobuf from 'protobufjs';
-import { FeatherError, messageOf } from '../../shared/errors.js';
-import type { DeviceStats, Temperature } from '../devices/stats.js';
+import { FeatherError, messageOf } from '../errors.js';
 
 export type TelemetryEncoding = 'protobuf' | 'json';
 export const CONTENT_TYPES: Readonly<Record<TelemetryEncoding, string>> = {
@@ -12,9 +12,33 @@ export const CONTENT_TYPES: Readonly<Record<TelemetryEncoding, string>> = {
   json: 'application/json',
 };
 
+export interface Temperature { sensor: string; celsius: number }
+
+export interface AcceleratorMemorySample {
+  /** The accelerator's `device` in the inventory. */
+  device: string;
+  memoryTotalBytes: number;
+  memoryUsedBytes: number;
+}
+
+/** Device figures, read from the host by agent/devices/stats.ts. */
+export interface DeviceStats {
+  /** Busy share of all CPUs since the previous sample, 0..100; 0 on the first sample. */
+  cpuPercent: number;
+  cpuCores: number;
+  load1: number;
+  memoryTotalBytes: number;
+  memoryAvailableBytes: number;
+  diskTotalBytes: number;
+  diskFreeBytes: number;
+  temperatures: Temperature[];
+  uptimeS: number;
+  /** Accelerators with memory of their own (amdgpu VRAM, NVIDIA through NVML); absent or [] when none. */
+  acceleratorMemory?: AcceleratorMemorySample[];
+}
+
 /** The device part is what DeviceStatsReader.sample() returns. */
 export type DeviceStatsSample = DeviceStats;
-export type { Temperature };
 
 export interface ModelLatencySample {
   model: string;

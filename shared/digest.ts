@@ -1,7 +1,7 @@
 // sha256 digests: the identity of every blob, tarball and extracted layer.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { FeatherError } from '../../shared/errors.js';
+import { FeatherError } from './errors.js';
 
 const SHA256_RE = /^[0-9a-f]{64}$/;
 
