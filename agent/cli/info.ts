@@ -1,6 +1,7 @@
 // feather-agent info [--json] [--host-root DIR]: what this board can do, read from sysfs and
 // procfs under the host root (no vendor tools). A table for people; --json for scripts.
 import { parseArgs } from 'node:util';
+import { CdiRegistry } from '../devices/cdi/registry.js';
 import { cdiView, type CdiView } from '../devices/info.js';
 import { readInventory } from '../devices/inventory.js';
 import type { Inventory } from '../../shared/protocol/inventory.js';
@@ -14,12 +15,14 @@ export const info: CommandHandler = async (argv, ctx) => {
     options: { json: { type: 'boolean' }, 'host-root': { type: 'string' } },
   });
   const hostRoot = values['host-root'] ?? ctx.config.hostRoot;
-  const inv = readInventory({ deviceId: ctx.config.deviceId, hostRoot, dataDir: ctx.config.dataDir, labels: ctx.config.labels });
+  // The CDI names as the daemon publishes them (accelerators[].cdi), from the specs on disk now.
+  const registry = CdiRegistry.load({ root: hostRoot });
+  const inv = readInventory({ deviceId: ctx.config.deviceId, hostRoot, dataDir: ctx.config.dataDir, labels: ctx.config.labels, cdi: registry });
   if (values.json === true) {
     ctx.out(JSON.stringify(inv, null, 2));
     return 0;
   }
-  ctx.out(formatInventory(inv, cdiView(inv.accelerators, hostRoot)));
+  ctx.out(formatInventory(inv, cdiView(inv.accelerators, hostRoot, registry)));
   return 0;
 };
 

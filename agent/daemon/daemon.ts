@@ -88,12 +88,17 @@ export class AgentDaemon {
     for (const c of this.runtime.list()) telemetry.containerStarting(c.name);
     await telemetry.start();
 
-    const inventory = (): unknown => readInventory({
-      deviceId: config.deviceId, dataDir: config.dataDir, hostRoot: config.hostRoot, labels: config.labels,
-      cgroup: this.runtime.cgroupMode === 'v2' ? 'v2' : 'v1', logger: this.log.child('inventory'),
-    });
     // CDI: specs for accelerators without vendor specs, and the resolver for container.run and desired workloads.
-    const { resolver: devices } = startCdi({ root: config.hostRoot, logger: this.log.child('cdi') });
+    const { resolver: devices, refresh: refreshCdi } = startCdi({ root: config.hostRoot, logger: this.log.child('cdi') });
+    // The inventory names each accelerator's CDI devices (the controller puts them in desired
+    // workloads): read after our specs are written again, so they are among them.
+    const inventory = (): unknown => {
+      refreshCdi();
+      return readInventory({
+        deviceId: config.deviceId, dataDir: config.dataDir, hostRoot: config.hostRoot, labels: config.labels,
+        cgroup: this.runtime.cgroupMode === 'v2' ? 'v2' : 'v1', cdi: true, logger: this.log.child('inventory'),
+      });
+    };
     plane = await startControlPlane({
       config, runtime: this.runtime, images: this.images, inventory, devices,
       reported: () => this.reconciler?.reported(),

@@ -1,6 +1,8 @@
 // Reading the device inventory (shared/protocol/inventory.ts, ../shared/DESIGN.md "Inventory"),
 // published retained on feather/v1/dev/{id}/inventory and returned by the `inventory` command.
 // Accelerators' memory (gpu-memory.ts) is the one part read through a library (NVML) rather than files.
+// With `cdi`, each accelerator also says which CDI names give it to a container (cdi/names.ts), read
+// from the spec files under the host root: the daemon reads the inventory after it wrote its specs.
 // Read from the host root (config hostRoot) so tests run it against fake /proc and /sys trees;
 // free disk is statfs of the data dir, which is a real path.
 import { existsSync, statfsSync } from 'node:fs';
@@ -8,8 +10,10 @@ import { machine } from 'node:os';
 import { dirname } from 'node:path';
 import { FeatherError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
-import type { Arch, Inventory } from '../../shared/protocol/inventory.js';
+import type { Accelerator, Arch, Inventory } from '../../shared/protocol/inventory.js';
 import { ACCELERATOR_DETECTORS, detectAccelerators, type AcceleratorDetector } from './accelerators.js';
+import { acceleratorCdiNames } from './cdi/names.js';
+import { CdiRegistry } from './cdi/registry.js';
 import { parseCpuinfo } from './cpuinfo.js';
 import { withGpuMemory } from './gpu-memory.js';
 import { HostFs } from './host-fs.js';
@@ -34,6 +38,11 @@ export interface InventoryOptions {
   /** NVIDIA GPU memory through NVML: false to skip, or a library path (default: found under the host root). */
   nvml?: false | string;
   statfs?: StatfsFn;
+  /**
+   * Each accelerator's CDI names (`cdi`, [] when no spec gives its node): true reads the spec
+   * files under the host root now; a registry is used as it is. Default: left out.
+   */
+  cdi?: boolean | CdiRegistry;
   logger?: Logger;
 }
 
@@ -92,10 +101,17 @@ export function readInventory(opts: InventoryOptions): Inventory {
     disk: { freeBytes: disk.freeBytes },
     kernel: host.line('/proc/sys/kernel/osrelease') ?? 'unknown',
     cgroup: opts.cgroup ?? detectCgroup(host),
-    accelerators: withGpuMemory(host, detectAccelerators(host, opts.detectors ?? ACCELERATOR_DETECTORS, opts.logger), { nvml: opts.nvml, logger: opts.logger }),
+    accelerators: withCdi(withGpuMemory(host, detectAccelerators(host, opts.detectors ?? ACCELERATOR_DETECTORS, opts.logger), { nvml: opts.nvml, logger: opts.logger }), host, opts),
     labels: { ...(opts.labels ?? {}) },
     runtimes: [...(opts.runtimes ?? ['shim'])],
   };
+}
+
+function withCdi(accelerators: Accelerator[], host: HostFs, opts: InventoryOptions): Accelerator[] {
+  if (opts.cdi === undefined || opts.cdi === false) return accelerators;
+  const registry = opts.cdi === true ? CdiRegistry.load({ root: host.root, logger: opts.logger }) : opts.cdi;
+  const names = acceleratorCdiNames(registry, accelerators);
+  return accelerators.map((a) => ({ ...a, cdi: names.get(a.device) ?? [] }));
 }
 
 /** Count of CPUs in /sys/devices/system/cpu/online ("0-3,6"), 0 when unreadable. */

@@ -6,6 +6,7 @@ import type { Reported, ReportedWorkload } from '../../shared/protocol/reported.
 import { FeatherError } from '../../shared/errors.js';
 import { isPlainObject, type JsonObject } from '../../shared/protocol/fields.js';
 import { EVENT_TYPE_RE } from '../../shared/protocol/types.js';
+import { CDI_RE } from '../../shared/protocol/commands.js';
 import type { DeviceStatus } from '../store/types.js';
 
 const MAX_JSON_BYTES = 1024 * 1024;
@@ -68,6 +69,13 @@ export function parseInventory(payload: Buffer): Inventory {
   if (!isPlainObject(disk) || !isNum(disk['freeBytes'])) throw bad(w, 'disk must be {freeBytes}');
   const acc = o['accelerators'] ?? [];
   if (!Array.isArray(acc) || !acc.every((a) => isPlainObject(a) && isStr(a['kind']) && isStr(a['model']))) throw bad(w, 'accelerators must be an array of {kind, vendor, model, device}');
+  // CDI names travel into desired workloads, where the agent refuses anything else.
+  for (const [i, a] of (acc as JsonObject[]).entries()) {
+    const cdi = a['cdi'];
+    if (cdi !== undefined && (!Array.isArray(cdi) || !cdi.every((n) => isStr(n) && n.length <= 255 && CDI_RE.test(n)))) {
+      throw bad(w, `accelerators[${i}].cdi must be an array of CDI names (vendor.com/class=name)`);
+    }
+  }
   stringMap(o['labels'] ?? {}, 'labels', w);
   strings(o['runtimes'] ?? [], 'runtimes', w);
   return { ...o, accelerators: acc, labels: o['labels'] ?? {}, runtimes: o['runtimes'] ?? [] } as unknown as Inventory;

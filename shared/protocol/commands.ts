@@ -173,7 +173,8 @@ const MAX_STOP_TIMEOUT_S = 3600;
 const URL_RE = /^(https?:\/\/[^\s/]+\S*|file:\/\/\/\S*)$/;
 const SHA256_RE = /^(sha256:)?[0-9a-fA-F]{64}$/;
 const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,255}$/;
-const CDI_RE = /^[a-zA-Z0-9][a-zA-Z0-9.-]*\/[a-zA-Z0-9][a-zA-Z0-9_.-]*=[a-zA-Z0-9][a-zA-Z0-9_.:-]*$/;
+/** A fully qualified CDI device name: vendor.com/class=name. */
+export const CDI_RE = /^[a-zA-Z0-9][a-zA-Z0-9.-]*\/[a-zA-Z0-9][a-zA-Z0-9_.-]*=[a-zA-Z0-9][a-zA-Z0-9_.:-]*$/;
 
 const containerName = (v: unknown): string => validateName('container', v);
 const imageName = (v: unknown): string => validateName('image', v);

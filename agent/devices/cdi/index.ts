@@ -17,6 +17,7 @@ export { applyDeviceCgroup, containerDeviceEdits, deviceRules, toDeviceNodes, BA
 export { runHostHooks, shimHooks, writeHookBundle, DEFAULT_HOOK_TIMEOUT_S } from './hooks.js';
 export { acceleratorSpecs, generatedNames, writeAcceleratorSpecs, GENERATED_KINDS, GENERATED_SPEC_DIR } from './generate.js';
 export { parseDeviceRules, DEVICE_RULES_ANNOTATION } from './rules.js';
+export { acceleratorCdiNames } from './names.js';
 export type * from './types.js';
 
 /**
@@ -24,9 +25,9 @@ export type * from './types.js';
  * none, and return the resolver. The resolver writes them again (when they changed) before it
  * reads the specs, so an accelerator plugged in later, or a USB Coral moved to another port,
  * counts from the next container on. A failure to write (read-only /var/run) is logged once, not
- * fatal.
+ * fatal. `refresh` writes them again now (before the inventory names the CDI devices).
  */
-export function startCdi(opts: { root: string; logger?: Logger | undefined }): { resolver: DeviceResolver; generated: GenerateResult | undefined } {
+export function startCdi(opts: { root: string; logger?: Logger | undefined }): { resolver: DeviceResolver; generated: GenerateResult | undefined; refresh: () => GenerateResult | undefined } {
   const log = opts.logger ?? createLogger('agent:cdi');
   let failed = false;
   const generate = (atStart: boolean): GenerateResult | undefined => {
@@ -48,5 +49,5 @@ export function startCdi(opts: { root: string; logger?: Logger | undefined }): {
     generate(false);
     return resolve(names);
   };
-  return { resolver, generated };
+  return { resolver, generated, refresh: () => generate(false) };
 }
