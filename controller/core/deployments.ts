@@ -21,7 +21,7 @@ import type { Logger } from '../../shared/logging.js';
 import type { DeploymentSpec, DesiredImage, DesiredWorkload, Measurement, Placement } from '../model/types.js';
 import type { DesiredPublisher } from '../registry/desired.js';
 import type { DeviceRegistry } from '../registry/registry.js';
-import { desiredFor, plan as schedulerPlan, type DeploymentInput, type PlanInput, type PlanResult, type ReplicaHealth, type RolloutStatus } from '../scheduler/index.js';
+import { desiredFor, plan as schedulerPlan, type DeploymentInput, type DesiredOptions, type DeviceNote, type PlanInput, type PlanResult, type ReplicaHealth, type RolloutStatus } from '../scheduler/index.js';
 import type { Store } from '../store/store.js';
 import type { DeploymentRecord, DeviceRecord } from '../store/types.js';
 import type { EventBus } from './bus.js';
@@ -31,8 +31,12 @@ import type { ControllerMetrics } from './metrics.js';
 /** The scheduler: pure, synchronous. */
 export type PlanFn = (input: PlanInput) => PlanResult;
 
-/** A device's desired workloads from the placements on it (default: the scheduler's desiredFor). */
-export type DesiredFn = (deviceId: string, placements: readonly Placement[], deployments: readonly DeploymentInput[]) => { workloads: DesiredWorkload[]; images: DesiredImage[] };
+/**
+ * A device's desired workloads from the placements on it (default: the scheduler's desiredFor).
+ * `opts` carries the device's inventory accelerators and its last desired workloads, for the CDI
+ * names of the accelerator devices each replica gets; `notes` say who does not get all it should.
+ */
+export type DesiredFn = (deviceId: string, placements: readonly Placement[], deployments: readonly DeploymentInput[], opts: DesiredOptions) => { workloads: DesiredWorkload[]; images: DesiredImage[]; notes?: DeviceNote[] };
 
 export interface DeploymentControllerOptions {
   store: Store;
@@ -138,7 +142,7 @@ export class DeploymentController {
 
   constructor(private readonly opts: DeploymentControllerOptions) {
     this.plan = opts.plan ?? schedulerPlan;
-    this.desiredFor = opts.desiredFor ?? ((id, placements, deployments) => desiredFor(id, placements, deployments));
+    this.desiredFor = opts.desiredFor ?? desiredFor;
     this.now = opts.now ?? Date.now;
   }
 
@@ -148,7 +152,11 @@ export class DeploymentController {
     this.unsubscribers.push(
       bus.on('device.online', ({ deviceId }) => { this.clearGrace(deviceId); this.trigger(`device ${deviceId} online`); }),
       bus.on('device.offline', ({ deviceId }) => this.armGrace(deviceId)),
-      bus.on('device.inventory', ({ deviceId }) => this.trigger(`device ${deviceId} inventory changed`)),
+      bus.on('device.inventory', ({ deviceId }) => {
+        // Its accelerators' CDI names may have changed: its replicas' devices are named again.
+        if (this.opts.store.listPlacements({ deviceId }).length > 0) this.extraDevices.add(deviceId);
+        this.trigger(`device ${deviceId} inventory changed`);
+      }),
       bus.on('device.reported', ({ deviceId }) => { if (this.opts.store.listPlacements({ deviceId }).length > 0) this.trigger(`device ${deviceId} reported`); }),
       bus.on('device.measurement', ({ measurement }) => { if (this.breaksObjective(measurement)) this.trigger(`latency objective broken on ${measurement.deviceId}`); }),
     );
@@ -280,7 +288,10 @@ export class DeploymentController {
     await forEachLimit([...affected].sort(), PUBLISH_CONCURRENCY, async (id) => {
       const mine = afterBy.get(id) ?? [];
       try {
-        const set = this.desiredFor(id, mine, deployments);
+        const set = this.desiredFor(id, mine, deployments, { accelerators: devices.get(id)?.inventory?.accelerators, previous: store.getDesired(id)?.workloads });
+        for (const n of set.notes ?? []) {
+          this.opts.logger.warn('deployments.device_not_given', { deviceId: id, container: n.container, accelerator: n.accelerator, reason: n.message, action: 'the replica runs without it (docs/scheduling.md, "Which device a replica gets")' });
+        }
         await this.opts.desired.publishDesired(id, set.workloads, set.images, { revisions: Object.fromEntries(mine.map((p) => [p.container, p.revision])) });
       } catch (e: unknown) {
         this.opts.logger.error('deployments.desired_failed', { deviceId: id, error: messageOf(e) });

@@ -1,10 +1,14 @@
 // desiredFor(): a device's whole desired set from the placements on it, in the shape the agent
 // validates (docs/desired-state.md: each workload is a container.run body, `images` says where to
 // pull the runtime images, a runtime variant's `layers` travel in its workloads). The caller adds
-// the `generation`.
+// the `generation`. Given the device's inventory accelerators, each replica on an accelerator
+// gets the CDI names of the devices it holds or shares (assign.ts).
 import { modelFileName } from '../../shared/protocol/model-file.js';
 import { FeatherError } from '../../shared/errors.js';
 import { DEFAULT_PIDS, withDefaults } from '../deployments/spec.js';
+import { acceleratorNeed } from '../model/accelerators.js';
+import { assignDevices, type DeviceNote } from './assign.js';
+import type { AcceleratorEntry } from './accelerators.js';
 import type { DeploymentSpec, Placement, RuntimeVariant } from '../model/types.js';
 import type { DeploymentInput, DeploymentRevision } from './types.js';
 
@@ -31,11 +35,20 @@ export interface DesiredWorkload {
 export interface DesiredSet {
   workloads: DesiredWorkload[];
   images: DesiredArtifact[];
+  /** Replicas that do not get every accelerator device they should, and why; absent when none. */
+  notes?: DeviceNote[];
 }
 
 export interface DesiredOptions {
-  /** CDI names ("vendor.com/class=name") to pass into a replica's container for its accelerator; default none. */
-  devices?: (placement: Placement) => string[];
+  /**
+   * The device's inventory accelerators (with their `cdi` names): each replica on an accelerator
+   * gets the CDI names of the devices it holds, or shares (assign.ts). Without it, no `devices`.
+   */
+  accelerators?: readonly AcceleratorEntry[] | undefined;
+  /** The device's desired workloads as last published: replicas that stay keep their devices. */
+  previous?: readonly { name: string; devices?: readonly string[] | undefined }[] | undefined;
+  /** Override: the CDI names ("vendor.com/class=name") of a replica's container; when given, nothing is assigned. */
+  devices?: ((placement: Placement) => string[]) | undefined;
 }
 
 /**
@@ -103,15 +116,31 @@ export function workloadFor(p: Placement, spec: DeploymentSpec, opts: DesiredOpt
  */
 export function desiredFor(deviceId: string, placements: readonly Placement[], deployments: readonly (DeploymentInput | DeploymentRevision)[], opts: DesiredOptions = {}): DesiredSet {
   const specs = lookup(deployments);
-  const workloads: DesiredWorkload[] = [];
-  const images = new Map<string, DesiredArtifact>();
+  const mine: { p: Placement; spec: DeploymentSpec }[] = [];
   for (const p of placements) {
     if (p.deviceId !== deviceId) continue;
     const spec = specs.get(`${p.deployment}\0${p.revision}`);
     if (!spec) {
       throw new FeatherError('INTERNAL', `placement ${p.container} on ${deviceId} runs revision ${p.revision} of ${p.deployment}, which is not among the deployments given; pass the spec of every revision placements run`);
     }
-    const { workload, image } = workloadFor(p, spec, opts);
+    mine.push({ p, spec });
+  }
+  let devices = opts.devices;
+  let notes: DeviceNote[] = [];
+  if (devices === undefined && opts.accelerators !== undefined) {
+    const replicas = mine.map(({ p, spec }) => ({
+      container: p.container, deployment: p.deployment, replica: p.replica, accelerator: p.accelerator,
+      need: acceleratorNeed(spec.resources.accelerators, p.accelerator),
+    }));
+    const previous = new Map((opts.previous ?? []).map((w) => [w.name, w.devices ?? []]));
+    const assigned = assignDevices(opts.accelerators, replicas, previous);
+    devices = (p) => assigned.names.get(p.container) ?? [];
+    notes = assigned.notes;
+  }
+  const workloads: DesiredWorkload[] = [];
+  const images = new Map<string, DesiredArtifact>();
+  for (const { p, spec } of mine) {
+    const { workload, image } = workloadFor(p, spec, { devices });
     workloads.push(workload);
     images.set(image.name, image);
   }
@@ -121,5 +150,7 @@ export function desiredFor(deviceId: string, placements: readonly Placement[], d
       throw new FeatherError('INTERNAL', `two placements on ${deviceId} share the container name ${workloads[i]?.name}`);
     }
   }
-  return { workloads, images: [...images.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+  const set: DesiredSet = { workloads, images: [...images.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+  if (notes.length > 0) set.notes = notes;
+  return set;
 }

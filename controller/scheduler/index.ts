@@ -13,6 +13,7 @@ export { schedule, containerName, selectorMatches, SCHEDULER_DEFAULTS } from './
 export { rolloutStep, type RolloutInput, type RolloutResult, type RolloutStatus, type RolloutPhase, type FailureCount } from './rollout.js';
 export { desiredFor, workloadFor, deviceImageName, type DesiredSet, type DesiredWorkload, type DesiredArtifact, type DesiredOptions } from './desired.js';
 export { PRECISION_ORDER, choose, pickVariant } from './choice.js';
+export { assignDevices, poolDevices, deviceName, type Assignment, type DeviceNote, type PoolDevice, type ReplicaOnBoard } from './assign.js';
 
 export interface PlanInput extends ScheduleInput {
   /** What the previous plan returned ([] the first time). */

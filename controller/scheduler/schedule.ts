@@ -202,7 +202,7 @@ class Pass {
     if (!c) {
       c = choose(rev.spec, node.arch as NonNullable<Node['arch']>, new Set([...node.kinds].filter((k) => (mask & KIND_BIT[k]) === 0)));
       if (!c.ok && c.kind === 'accelerator') {
-        const reason = busyReason(rev.devKinds.filter((k) => (mask & KIND_BIT[k]) !== 0), rev.needs);
+        const reason = busyReason(rev.devKinds.filter((k) => (mask & KIND_BIT[k]) !== 0), rev.needs, node.nameless);
         c = { ok: false, kind: 'accelerator', reason, detail: reason };
       }
       rev.masked[key] = c;
@@ -210,12 +210,13 @@ class Pass {
     return c;
   }
 
-  /** "1 of 1 held, 0 replicas sharing": the state of the pool a kind counts against, in reasons. */
+  /** "1 of 1 held, 0 replicas sharing[, 1 without a CDI name]": the state of the pool a kind counts against, in reasons. */
   private poolState(node: Node, kind: AcceleratorKind): string {
     const at = node.i * POOLS + POOL_OF[kind];
     const cap = this.fleet.accCap[at] as number;
     const free = this.fleet.accFree[at] as number;
-    return `${cap - free} of ${cap} held, ${this.fleet.accSharing[at] as number} replicas sharing`;
+    const nameless = cap - (this.fleet.accHoldable[at] as number);
+    return `${cap - free} of ${cap} held, ${this.fleet.accSharing[at] as number} replicas sharing${nameless > 0 ? `, ${nameless} without a CDI name` : ''}`;
   }
 
   private remove(p: Placement, reason: Removal['reason']): void {
@@ -267,7 +268,9 @@ class Pass {
     if (!rev.spec.runtime.variants.some((v) => v.arch === node.arch)) {
       return mark('device-unfit', `no runtime image for ${node.arch} in revision ${rev.revision}`, false);
     }
-    if (!stillValid(rev.spec, node.kinds, p.accelerator, p.precision)) {
+    // A holder of a kind the board now gives no CDI name for is re-chosen there, as if the kind were gone.
+    const holdsNameless = (rev.needs[p.accelerator] ?? 0) > 0 && (node.nameless & KIND_BIT[p.accelerator]) !== 0;
+    if (holdsNameless || !stillValid(rev.spec, node.kinds, p.accelerator, p.precision)) {
       const c = this.choiceFor(rev, node);
       if (!c.ok) return mark('device-unfit', `${c.detail} in revision ${rev.revision}`, false);
       placement = { ...placement, accelerator: c.accelerator, precision: c.precision };
