@@ -14,6 +14,7 @@ import type { ControllerEvents } from '../../controller/core/events.js';
 import { controllerMetrics } from '../../controller/core/metrics.js';
 import type { DeploymentSpec, Placement } from '../../controller/model/types.js';
 import { DesiredPublisher } from '../../controller/registry/desired.js';
+import { parseInventory } from '../../controller/registry/parse.js';
 import { DeviceRegistry } from '../../controller/registry/registry.js';
 import { plan as schedulerPlan, type PlanInput, type ReplicaHealth } from '../../controller/scheduler/index.js';
 import { Store } from '../../controller/store/store.js';
@@ -256,6 +257,47 @@ t.test('running since: kept while running at the same restart count; reset by an
   t.same(since(rs.annotate([h({ restarts: 1, revision: 3, deviceId: 'd2' })], 8000)), [8000], 'another device: its own time');
   t.same(since(rs.annotate([], 9000)), [], 'not reported');
   t.same(since(rs.annotate([h({ restarts: 1, revision: 3, deviceId: 'd2' })], 10_000)), [10_000], 'not reported in between: from now');
+});
+
+t.test('inventory: accelerators[].cdi must be CDI names (they go into desired workloads as they are)', async (t) => {
+  const withCdi = (cdi: unknown): Buffer => Buffer.from(JSON.stringify({ ...inventory, accelerators: [{ kind: 'edgetpu', vendor: 'google', model: 'Coral', device: '/dev/apex_0', cdi }] }));
+  t.same(parseInventory(withCdi(['google.com/edgetpu=apex_0'])).accelerators[0]?.cdi, ['google.com/edgetpu=apex_0']);
+  t.same(parseInventory(withCdi([])).accelerators[0]?.cdi, [], 'none: kept as []');
+  t.throws(() => parseInventory(withCdi(['apex_0'])), { code: 'BAD_REQUEST', message: /accelerators\[0\]\.cdi must be an array of CDI names/ });
+  t.throws(() => parseInventory(withCdi('google.com/edgetpu=apex_0')), { code: 'BAD_REQUEST' });
+  t.throws(() => parseInventory(withCdi([`google.com/edgetpu=${'a'.repeat(300)}`])), { code: 'BAD_REQUEST' }, 'too long for container.run');
+});
+
+t.test('deployments: each replica gets its Edge TPU by CDI name; an inventory that names it later names it in the desired state', async (t) => {
+  const r = rig(t);
+  const metrics = controllerMetrics(new Registry(), { deviceCounts: () => r.registry.counts(), mqttConnected: () => true });
+  const deployments = new DeploymentController({ store: r.store, registry: r.registry, desired: r.desired, bus: r.bus, metrics, logger: log, offlineGraceS: 60, debounceMs: 5 });
+  deployments.start();
+  t.teardown(() => deployments.stop());
+  const coral = (n: number, cdi?: string[]): Inventory['accelerators'][number] => ({ kind: 'edgetpu', vendor: 'google', model: 'Coral', device: `/dev/apex_${n}`, ...(cdi ? { cdi } : {}) });
+  r.registry.ingest(msg('status', { online: true, ts: 1 }));
+  r.registry.ingest(msg('inventory', { ...inventory, accelerators: [coral(0), coral(1)] })); // an agent that does not name them
+  const tpu = spec({
+    replicas: 2, accelerators: ['edgetpu'],
+    model: { name: 'resnet', variants: [{ accelerator: 'edgetpu', precision: 'int8', url: 'http://m.example/resnet_edgetpu.tflite', sha256: 'c'.repeat(64) }] },
+  });
+  await deployments.apply(tpu);
+  const devicesOf = (): Array<[string, string[] | undefined]> => (r.store.getDesired('d1')?.workloads ?? []).map((w) => [w.name, w.devices]);
+  t.same(devicesOf(), [['det-0', undefined], ['det-1', undefined]], 'no names in the inventory: none in the workloads');
+  const generation = r.store.getDesired('d1')?.generation ?? 0;
+
+  // The agent, upgraded, names its TPUs: the same placements, their devices now named.
+  r.registry.ingest(msg('inventory', { ...inventory, accelerators: [coral(0, ['google.com/edgetpu=apex_0']), coral(1, ['google.com/edgetpu=apex_1'])] }));
+  for (let i = 0; i < 100 && devicesOf()[0]?.[1] === undefined; i++) await new Promise((res) => setTimeout(res, 20));
+  t.same(devicesOf(), [['det-0', ['google.com/edgetpu=apex_0']], ['det-1', ['google.com/edgetpu=apex_1']]]);
+  t.equal(r.store.getDesired('d1')?.generation, generation + 1, 'one new generation');
+  t.same(r.store.listPlacements().map((p) => p.container), ['det-0', 'det-1'], 'nothing moved');
+
+  // Scaled down to one: det-0 keeps apex_0. Its container is untouched.
+  await deployments.apply({ ...tpu, replicas: 1 });
+  t.same(devicesOf(), [['det-0', ['google.com/edgetpu=apex_0']]]);
+  const p = JSON.parse(r.mqtt.published.filter((m) => m.topic === 'feather/v1/dev/d1/desired').at(-1)?.payload ?? '{}') as { workloads?: Array<{ devices?: string[] }> };
+  t.same(p.workloads?.map((w) => w.devices), [['google.com/edgetpu=apex_0']], 'as published to the agent');
 });
 
 t.test('deployments: a pass follows by itself when a replica reaches rollout.minReadyS (readyAt)', async (t) => {

@@ -60,6 +60,16 @@ t.test('the table: facts, accelerators with CDI names, CDI devices and unreadabl
   t.match(r.out, /^ {2}unreadable: CDI spec .*bad\.json: not valid JSON/m);
 });
 
+t.test('--json: each accelerator\'s CDI names as the daemon publishes them (none yet for a spec the daemon writes at start)', async (t) => {
+  const host = buildFakeHost('arm64', { accelerators: ['hailo', 'coral-pcie'] });
+  t.teardown(host.cleanup);
+  host.write('/etc/cdi/hailo.yaml', 'cdiVersion: 0.6.0\nkind: hailo.ai/hailo\ndevices:\n  - name: "0"\n    containerEdits:\n      deviceNodes: [{ path: /dev/hailo0 }]\n');
+  const inv = JSON.parse((await run(['--json', '--host-root', host.root])).out) as Inventory;
+  t.same(inv.accelerators.map((a) => [a.device, a.cdi]), [['/dev/apex_0', []], ['/dev/hailo0', ['hailo.ai/hailo=0']]]);
+  const table = await run(['--host-root', host.root]);
+  t.match(table.out, /^edgetpu .* google\.com\/edgetpu=apex_0 \(written at daemon start\)$/m, 'the table still says what the daemon will write');
+});
+
 t.test('a board with nothing', async (t) => {
   const host = buildFakeHost('x86');
   t.teardown(host.cleanup);

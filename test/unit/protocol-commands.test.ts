@@ -92,6 +92,14 @@ t.test('protobuf replies round-trip, lists included', async (t) => {
   const err = { requestId: 'e1', ok: false as const, error: { code: 'NOT_FOUND' as const, message: 'no such container' } };
   t.same(decodeReplyProto(encodeReplyProto('container.stop', err)), err);
   t.same(decodeReplyProto(encodeReplyProto(undefined, { ...err, error: { code: 'UNKNOWN_VERB', message: 'x' } })).ok, false);
+  const accelerators = [
+    { kind: 'edgetpu', vendor: 'google', model: 'Coral', device: '/dev/apex_0', cdi: ['google.com/edgetpu=apex_0'] },
+    { kind: 'gpu', vendor: 'intel', model: 'i915', device: '/dev/dri/renderD128', cdi: [] },
+  ];
+  const inv = { requestId: 'i1', ok: true as const, result: { id: 'd', arch: 'x86_64', accelerators } };
+  const back = decodeReplyProto(encodeReplyProto('inventory', inv));
+  t.same((back.ok ? back.result as { accelerators: unknown[] } : { accelerators: [] }).accelerators, [accelerators[0], { kind: 'gpu', vendor: 'intel', model: 'i915', device: '/dev/dri/renderD128' }],
+    'accelerators[].cdi travels as Accelerator.cdi (an empty list is not sent: proto3)');
 });
 
 t.test('validation per verb names the field', async (t) => {
