@@ -4,15 +4,16 @@
 // - real `feather-agent daemon` processes, each with its own data dir, run dir, device token and
 //   fake host root (test/helpers/fake-host.ts: an arm64 Jetson, an x86 box with a Coral, …), so
 //   their inventories differ in architecture, accelerators and labels while the containers all
-//   run on this x86 host;
+//   run on this x86 host; an accelerator's node can be a real character device (charNodes), so
+//   the agent's CDI spec for it gives it to containers;
 // - artifacts (a busybox runtime tarball, tiny model files) served over node:http;
 // - cleanup: agents SIGTERMed, every container `rm -f`, controller stopped, temp dirs removed, and
 //   a report of the cgroups and mounts left for the container names the test used.
 // Uses daemon-fixture.ts (AgentProcess, ImageServer, busybox tarball) as it is.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadControllerConfig, type ControllerConfig } from '../../controller/config.js';
 import type { ControllerContext } from '../../controller/core/context.js';
 import { Controller } from '../../controller/core/controller.js';
@@ -30,6 +31,12 @@ export interface AgentSpec {
   box: FakeBox;
   accelerators: FakeAccelerator[];
   labels: Record<string, string>;
+  /**
+   * Nodes of the fake host (as on the host, e.g. /dev/apex_0) made real character devices with
+   * /dev/null's numbers (1:3, harmless to open and write), so the agent's CDI spec for them
+   * resolves and a container can open them. Needs root, as the fleet tests do.
+   */
+  charNodes?: string[];
 }
 
 /** A file served over HTTP: what a deployment names as `url` and `sha256`. */
@@ -211,7 +218,14 @@ export class FleetFixture {
     const { token } = await this.ctx.credentials.issue(id);
     const root = join(this.root, 'agents', spec.name);
     mkdirSync(root, { recursive: true });
-    const agent = new FleetAgent(id, spec, root, buildFakeHost(spec.box, { accelerators: spec.accelerators }), token);
+    const host = buildFakeHost(spec.box, { accelerators: spec.accelerators });
+    for (const node of spec.charNodes ?? []) {
+      const path = join(host.root, node);
+      rmSync(path, { force: true });
+      mkdirSync(dirname(path), { recursive: true });
+      execFileSync('mknod', ['-m', '0666', path, 'c', '1', '3']);
+    }
+    const agent = new FleetAgent(id, spec, root, host, token);
     this.agents.push(agent);
     return agent;
   }

@@ -4,13 +4,20 @@
 // different boards:
 //   jetson  aarch64, CUDA (Jetson files), 4 cores     labels zone=north board=jetson
 //   tpu     x86_64, Coral PCIe Edge TPU, 8 cores      labels zone=south board=coral
+//           (/dev/apex_0 under its fake root is a real character node, 1:3)
 //   cpu     x86_64, CPU only, 8 cores                 labels zone=north board=nuc
 // Every container really runs here, on x86_64, whatever the board reports: the deployments give
 // the same busybox tarball for x86_64 and aarch64, and tiny model files per accelerator and
 // precision, all served over node:http. What is checked, through the controller's context
 // (ctx.deployments.apply of YAML files; status from the store) and each board's
 // `feather-agent ps --json` / `logs`:
+//   - each inventory names the CDI devices of its accelerators: the TPU box's agent wrote its
+//     Coral spec under its fake root and reports google.com/edgetpu=apex_0; the Jetson has no
+//     NVIDIA spec and reports none;
 //   - a selector deployment lands on the labelled boards only, and deleting it removes them;
+//   - an Edge TPU deployment of two replicas: one holds the TPU, its workload names the TPU's CDI
+//     device and its container opens and writes /dev/apex_0; the other is unschedulable (one
+//     TPU); deleting it frees the TPU;
 //   - accelerators [cuda, edgetpu, cpu], replicas 2, 3 cores each: the Jetson (one fits) then the
 //     Edge TPU box; precisions per docs/scheduling.md (cuda fp16, edgetpu int8, cpu fp32), the
 //     model file of that variant mounted in each container; status Available;
@@ -24,6 +31,8 @@
 // Broker authentication and ACLs (device tokens, refusals, revocation) are covered by
 // controller-broker.test.ts and controller-fleet.test.ts, not repeated here.
 // Needs root and `npm run build` (the agents run from dist/).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { parseDeployment } from '../../controller/deployments/spec.js';
@@ -91,7 +100,7 @@ t.test('three real agents: placement, failover, controller restart mid-rollout, 
       .map((k) => [k, fx.serveFile(`/det-${k}.bin`, `model ${k.replace('-', '/')}\n`)])),
   };
   const jetson = await fx.addAgent({ name: 'jetson', box: 'arm64', accelerators: ['jetson'], labels: { zone: 'north', board: 'jetson' } });
-  const tpu = await fx.addAgent({ name: 'tpu', box: 'x86', accelerators: ['coral-pcie'], labels: { zone: 'south', board: 'coral' } });
+  const tpu = await fx.addAgent({ name: 'tpu', box: 'x86', accelerators: ['coral-pcie'], labels: { zone: 'south', board: 'coral' }, charNodes: ['/dev/apex_0'] });
   const cpu = await fx.addAgent({ name: 'cpu', box: 'x86', accelerators: [], labels: { zone: 'north', board: 'nuc' } });
   await Promise.all(fx.agents.map((a) => a.start(fx.brokerUrl)));
 
@@ -110,6 +119,16 @@ t.test('three real agents: placement, failover, controller restart mid-rollout, 
     t.same(inv(cpu)?.accelerators, []);
     t.same([inv(jetson)?.cpu.cores, inv(tpu)?.cpu.cores, inv(cpu)?.cpu.cores], [4, 8, 8], 'cores from the fake hosts');
     t.same(inv(tpu)?.labels, { zone: 'south', board: 'coral' });
+  });
+
+  await t.test('each inventory names its accelerators\' CDI devices: the spec the agent wrote, none without one', async (t) => {
+    const inv = (a: FleetAgent) => fx.ctx.store.getDevice(a.id)?.inventory;
+    const spec = JSON.parse(readFileSync(join(tpu.host.root, 'var/run/cdi/feather-google.com-edgetpu.json'), 'utf8')) as { kind: string; devices: Array<{ name: string; containerEdits: unknown }> };
+    t.equal(spec.kind, 'google.com/edgetpu', 'the TPU box\'s agent wrote its Coral spec under its fake root');
+    t.same(spec.devices, [{ name: 'apex_0', annotations: { 'feather/model': 'google Coral Edge TPU (PCIe)' }, containerEdits: { deviceNodes: [{ path: '/dev/apex_0', permissions: 'rw', type: 'c', major: 1, minor: 3 }] } }]);
+    t.same(inv(tpu)?.accelerators.map((x) => [x.device, x.cdi]), [['/dev/apex_0', ['google.com/edgetpu=apex_0']]], 'and reports its name');
+    t.same(inv(jetson)?.accelerators.map((x) => [x.kind, x.cdi]), [['cuda', []]], 'no NVIDIA spec on the Jetson: no name');
+    t.same(inv(cpu)?.accelerators, []);
   });
 
   /** The deployment's containers on every board, by device id. */
@@ -134,6 +153,38 @@ t.test('three real agents: placement, failover, controller restart mid-rollout, 
     t.same(running.get(tpu.id), [], 'nothing on the zone=south board');
     t.ok(await fx.ctx.deployments.delete(name));
     await until(`${name}'s containers removed`, async () => [...(await containersOf(name)).values()].every((l) => l.length === 0), { context, ms: 30_000 });
+  });
+
+  await t.test('an Edge TPU deployment: the replica holding the TPU opens /dev/apex_0 through CDI; the second finds it held', async (t) => {
+    const name = `tpu-${fx.tag}`;
+    for (const r of [0, 1]) fx.name(`${name}-${r}`);
+    const probe = [
+      'ls -l /dev/apex_0',
+      'test -c /dev/apex_0 && echo "apex_0: a character device"',
+      'echo probe > /dev/apex_0 && echo "apex_0: written"',
+      'echo "on $FEATHER_ACCELERATOR/$FEATHER_PRECISION"',
+      'trap \'exit 0\' TERM; sleep 3600 & wait',
+    ].join('; ');
+    await apply(deploymentYaml(art, { name, args: ['sh', '-c', probe], variants: ['edgetpu-int8'], accelerators: ['edgetpu'], replicas: 2, cpus: 0.1 }));
+    const placed = fx.ctx.store.listPlacements({ deployment: name });
+    t.same(placed.map((p) => [p.container, p.deviceId, p.accelerator]), [[`${name}-0`, tpu.id, 'edgetpu']], 'one TPU in the fleet: one replica');
+    const st = fx.ctx.store.getDeployment(name)?.status;
+    t.match(st?.replicas[1], { replica: 1, state: 'unschedulable', reason: /no free edgetpu device \(a replica holds 1 edgetpu\)/ });
+    t.same(fx.ctx.store.getDesired(tpu.id)?.workloads.map((w) => [w.name, w.devices]), [[`${name}-0`, ['google.com/edgetpu=apex_0']]],
+      'the workload names the TPU\'s CDI device from the inventory');
+
+    const lines = await until(`${name}-0 opened /dev/apex_0`, async () => {
+      const running = (await tpu.ps()).find((c) => c.name === `${name}-0` && c.status === 'running');
+      if (running === undefined) return false;
+      const l = await tpu.logs(`${name}-0`);
+      return l.some((x) => x.startsWith('on ')) && l;
+    }, { context, ms: 60_000 });
+    t.match(lines[0], /^crw-rw-rw-\s+\d+\s+\S+\s+\S+\s+1,\s+3 .*\/dev\/apex_0$/, 'the container sees the host\'s node: character, 1:3');
+    t.same(lines.slice(1), ['apex_0: a character device', 'apex_0: written', 'on edgetpu/int8'], 'and can write it');
+
+    t.ok(await fx.ctx.deployments.delete(name));
+    await until(`${name}'s containers removed`, async () => [...(await containersOf(name)).values()].every((l) => l.length === 0), { context, ms: 30_000 });
+    t.same(fx.ctx.store.listPlacements({ deployment: name }), [], 'the TPU is free again');
   });
 
   const name = `det-${fx.tag}`;
@@ -180,6 +231,8 @@ t.test('three real agents: placement, failover, controller restart mid-rollout, 
     t.equal(list.length, 2);
     t.same(await jetson.logs(`${name}-0`), ['model cuda/fp16', 'rev=1 cuda/fp16'], 'the cuda fp16 model file is mounted in the Jetson replica');
     t.same(await tpu.logs(`${name}-1`), ['model edgetpu/int8', 'rev=1 edgetpu/int8'], 'the edgetpu int8 model file in the TPU replica');
+    t.same(fx.ctx.store.getDesired(tpu.id)?.workloads.map((w) => w.devices), [['google.com/edgetpu=apex_0']], 'replica 1 holds the TPU, by its CDI name');
+    t.same(fx.ctx.store.getDesired(jetson.id)?.workloads.map((w) => w.devices), [undefined], 'replica 0 shares a GPU the Jetson names no CDI device for: placed, without devices');
     t.same((await cpu.ps()).filter((c) => c.name.startsWith(name)), [], 'nothing on the CPU-only box');
     t.match(rec().status?.replicas, [{ replica: 0, state: 'running', deviceId: jetson.id }, { replica: 1, state: 'running', deviceId: tpu.id }]);
   });
