@@ -285,6 +285,7 @@ export class DeploymentController {
     const affected = new Set([...result.affectedDevices, ...extraDevices]);
     for (const id of new Set([...beforeBy.keys(), ...afterBy.keys()])) if (sig(beforeBy, id) !== sig(afterBy, id)) affected.add(id);
     // Devices are independent: publish several at once (one at a time cost 2-3 ms a device).
+    let revisionsMoved = false;
     await forEachLimit([...affected].sort(), PUBLISH_CONCURRENCY, async (id) => {
       const mine = afterBy.get(id) ?? [];
       try {
@@ -292,12 +293,16 @@ export class DeploymentController {
         for (const n of set.notes ?? []) {
           this.opts.logger.warn('deployments.device_not_given', { deviceId: id, container: n.container, accelerator: n.accelerator, reason: n.message, action: 'the replica runs without it (docs/scheduling.md, "Which device a replica gets")' });
         }
-        await this.opts.desired.publishDesired(id, set.workloads, set.images, { revisions: Object.fromEntries(mine.map((p) => [p.container, p.revision])) });
+        const published = await this.opts.desired.publishDesired(id, set.workloads, set.images, { revisions: Object.fromEntries(mine.map((p) => [p.container, p.revision])) });
+        if (published.revisionsMoved === true) revisionsMoved = true;
       } catch (e: unknown) {
         this.opts.logger.error('deployments.desired_failed', { deviceId: id, error: messageOf(e) });
       }
     });
     this.opts.logger.info('deployments.planned', { reason, placements: result.placements.length, added, moves: result.moves.length, devices: affected.size, durationMs: Math.round(durationS * 1e6) / 1e3 });
+    // Replicas that reached a new revision without anything to send will report nothing new: look
+    // again now, or the rollout would wait for an event that never comes.
+    if (revisionsMoved) this.trigger('a new revision with the same workloads reached its replicas');
     this.opts.bus.emit('deployments.planned', { reason, placements: result.placements.length, durationS });
   }
 

@@ -32,6 +32,8 @@ export interface PublishResult {
   generation: number;
   /** False when the same workloads and images were already desired (nothing published). */
   changed: boolean;
+  /** Not changed, but the stored revisions moved on (a new revision with the same workloads). */
+  revisionsMoved?: boolean;
 }
 
 export function desiredHash(workloads: readonly DesiredWorkload[], images: readonly DesiredImage[]): string {
@@ -71,9 +73,18 @@ export class DesiredPublisher {
     validateDesired({ generation: 1, workloads, images });
     const hash = desiredHash(workloads, images);
     const { store } = this.opts;
+    let revisionsMoved = false;
     const record = store.transaction(() => {
       const current = store.getDesired(deviceId);
-      if (current !== undefined && !current.cleared && current.hash === hash) return undefined;
+      if (current !== undefined && !current.cleared && current.hash === hash) {
+        // A new revision whose workloads are the same as the old one's (only its rollout settings or
+        // objective changed): nothing to send, but the rollout must see the replicas at the new revision.
+        if (opts.revisions !== undefined && !sameRevisions(current.revisions, opts.revisions)) {
+          store.putDesired({ deviceId, generation: current.generation, workloads: current.workloads, images: current.images, hash, revisions: opts.revisions });
+          revisionsMoved = true;
+        }
+        return undefined;
+      }
       const reported = store.getDevice(deviceId)?.reported?.generation ?? 0;
       const generation = Math.max(current?.generation ?? 0, reported) + 1;
       store.ensureDevice(deviceId);
@@ -81,7 +92,7 @@ export class DesiredPublisher {
     });
     if (record === undefined) {
       const current = store.getDesired(deviceId) as DesiredRecord;
-      return { deviceId, generation: current.generation, changed: false };
+      return { deviceId, generation: current.generation, changed: false, ...(revisionsMoved ? { revisionsMoved } : {}) };
     }
     this.opts.logger.info('desired.changed', { deviceId, generation: record.generation, workloads: workloads.map((w) => w.name) });
     await this.send(record);
@@ -121,4 +132,9 @@ export class DesiredPublisher {
       throw e;
     }
   }
+}
+
+function sameRevisions(a: Readonly<Record<string, number>>, b: Readonly<Record<string, number>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }

@@ -7,7 +7,7 @@
 // service discovery lists the agent, and a real Prometheus with one http_sd_configs entry scrapes
 // it; delete removes the container, device rm disconnects the agent. Needs root and `npm run build`.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,6 +115,18 @@ t.test('featherctl with a real agent pulling from the controller', { skip }, asy
     t.equal(pulled?.source, pushedImage.url, 'the agent pulled the image from the controller');
     const dev = JSON.parse((await ok(['describe', 'device', id, '-o', 'json'])).stdout) as { containers: Array<{ name: string; deployment: string | null; phase: string | null }> };
     t.match(dev.containers, [{ name: `${name}-0`, deployment: name, phase: 'running' }]);
+  });
+
+  await t.test('a new revision with the same workloads (only its rollout settings changed) becomes available, nothing restarts', async (t) => {
+    const pidBefore = (await fx.ps()).find((c) => c.name === `${name}-0`)?.pid;
+    writeFileSync(file, readFileSync(file, 'utf8') + '\nrollout: { minReadyS: 1 }\n');
+    const r = await ctl(['apply', '-f', file, '--wait', '--timeout', '30s']);
+    t.equal(r.code, 0, `apply --wait succeeded\n${r.stderr}\n${fx.tails()}`);
+    t.equal(r.stdout, `deployment/${name} configured (revision 2)\n`);
+    t.match(r.stderr, new RegExp(`deployment/${name} revision 2 is available\\n$`), 'the rollout did not wait for a report that never comes');
+    const described = (await ok(['describe', 'deployment', name])).stdout;
+    t.match(described, new RegExp(`^ {2}0 +${id} +running +2 +cpu +fp32 `, 'm'), 'the replica counts at revision 2');
+    t.equal((await fx.ps()).find((c) => c.name === `${name}-0`)?.pid, pidBefore, 'the same container: nothing was sent to the agent');
   });
 
   await t.test('logs DEVICE CONTAINER: read from the agent over MQTT', async (t) => {

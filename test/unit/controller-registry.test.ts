@@ -169,6 +169,14 @@ t.test('desired: validated, rising generation, same content publishes nothing, r
   t.same(await r.desired.publishDesired('d1', JSON.parse(JSON.stringify(w)) as typeof w), { deviceId: 'd1', generation: 1, changed: false });
   t.equal(r.mqtt.published.length, 1, 'nothing published for the same content');
 
+  // A new revision with the same workloads (only its rollout settings changed): nothing is sent,
+  // but the stored revisions move on, or its rollout would wait for the replicas forever.
+  await r.desired.publishDesired('d1', w, [], { revisions: { web: 1 } });
+  t.same(await r.desired.publishDesired('d1', w, [], { revisions: { web: 2 } }), { deviceId: 'd1', generation: 1, changed: false });
+  t.equal(r.mqtt.published.length, 1, 'still nothing published');
+  t.same(r.desired.desired('d1')?.revisions, { web: 2 }, 'the replica is at the new revision');
+  t.equal(r.desired.desired('d1')?.generation, 1, 'same generation');
+
   r.registry.ingest(msg('reported', { generation: 7, workloads: [] }));
   const next = await r.desired.publishDesired('d1', [{ ...w[0]!, args: ['sleep', '61'] }]);
   t.equal(next.generation, 8, 'above what the device reports (the store was older than the device)');
