@@ -172,7 +172,7 @@ t.test('desired: validated, rising generation, same content publishes nothing, r
   // A new revision with the same workloads (only its rollout settings changed): nothing is sent,
   // but the stored revisions move on, or its rollout would wait for the replicas forever.
   await r.desired.publishDesired('d1', w, [], { revisions: { web: 1 } });
-  t.same(await r.desired.publishDesired('d1', w, [], { revisions: { web: 2 } }), { deviceId: 'd1', generation: 1, changed: false });
+  t.same(await r.desired.publishDesired('d1', w, [], { revisions: { web: 2 } }), { deviceId: 'd1', generation: 1, changed: false, revisionsMoved: true }, 'says so, so the caller looks again');
   t.equal(r.mqtt.published.length, 1, 'still nothing published');
   t.same(r.desired.desired('d1')?.revisions, { web: 2 }, 'the replica is at the new revision');
   t.equal(r.desired.desired('d1')?.generation, 1, 'same generation');
