@@ -1,8 +1,9 @@
 // Whether a process exists (EPERM: it exists but belongs to someone else).
 import { errnoCode } from './errors.js';
 
-export function isPidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+/** No pid (undefined, 0, not an integer) is no process. */
+export function isPidAlive(pid: number | undefined): boolean {
+  if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

@@ -6,6 +6,7 @@
 // - ImageServer: image tarballs over node:http, with Range and an optional trickle;
 // - tarball builders: busybox plus files, and busybox-less python3 (a statsd sender).
 // Uses brokers.ts (brokers, mosquitto clients) and runtime-fixture.ts (leftover probes) as they are.
+import type { Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -551,4 +552,26 @@ export async function pythonImageTarball(dest: string): Promise<{ sha256: string
     await addHostPath(p, acc);
   }
   return writeTarball(dest, acc.values());
+}
+
+/**
+ * What the daemon test files share: one DaemonFixture and one ImageServer, made before the file's
+ * tests and removed after them. Read `fx` and `http` inside a test (before() has run by then).
+ */
+export function daemonTestbed(t: Test): { readonly fx: DaemonFixture; readonly http: ImageServer } {
+  let fx: DaemonFixture | undefined;
+  let http: ImageServer | undefined;
+  t.before(async () => {
+    fx = await DaemonFixture.create();
+    http = await ImageServer.start();
+  });
+  t.teardown(async () => {
+    await fx?.cleanup();
+    await http?.close();
+  });
+  const made = <T>(v: T | undefined, what: string): T => {
+    if (v === undefined) throw new Error(`daemonTestbed: ${what} is read before the file's before() made it`);
+    return v;
+  };
+  return { get fx() { return made(fx, 'fx'); }, get http() { return made(http, 'http'); } };
 }

@@ -5,37 +5,26 @@ import t from 'tap';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { decodeTelemetry } from '../../shared/protocol/telemetry.js';
+import { isPidAlive } from '../../shared/process.js';
 import { BROKERS } from '../helpers/brokers.js';
 import { cgroupLeftovers } from '../helpers/runtime-fixture.js';
 import {
-  busyboxImageTarball, cannotRun, DaemonFixture, Device, ImageServer, json, sha256, until, type PsEntry,
+  busyboxImageTarball, cannotRun, daemonTestbed, Device, json, sha256, until, type PsEntry,
 } from '../helpers/daemon-fixture.js';
 
 // A shell as PID 1 that logs, then exits 0 at once on SIGTERM (busybox sleep as PID 1 ignores it).
 const SERVE = (greeting: string): string[] =>
   ['sh', '-c', `echo ${greeting} from $(hostname); cat /data/origin; trap 'echo bye; exit 0' TERM; while :; do sleep 1 & wait $!; done`];
 
-const alive = (pid: number): boolean => {
-  try { process.kill(pid, 0); return true; } catch { return false; }
-};
-
 const why = cannotRun();
 if (why !== undefined) {
   t.plan(0, why);
 } else {
-  let fx: DaemonFixture;
-  let http: ImageServer;
-  t.before(async () => {
-    fx = await DaemonFixture.create();
-    http = await ImageServer.start();
-  });
-  t.teardown(async () => {
-    await fx?.cleanup();
-    await http?.close();
-  });
+  const bed = daemonTestbed(t);
 
   for (const { kind, start } of BROKERS) {
     t.test(`commands over ${kind}`, async (t) => {
+      const { fx, http } = bed;
       const broker = await start();
       t.teardown(() => broker.close());
       const id = `${fx.tag}-${kind}`;
@@ -99,7 +88,7 @@ if (why !== undefined) {
         const run = await dev.ask('container.run', { name: web, image, args: SERVE('hello'), limits: { memory: '32Mi', cpu: 0.25, pids: 8 } });
         t.match(run, { ok: true, result: { name: web, pid: Number, startedAt: Number } });
         const pid = (run.result as { pid: number }).pid;
-        t.ok(alive(pid), 'its pid is a live process on the host');
+        t.ok(isPidAlive(pid), 'its pid is a live process on the host');
         const ps = await fx.ps();
         t.match(ps.find((c) => c.name === web), { status: 'running', pid, image }, 'feather-agent ps --json sees it running');
 
@@ -116,7 +105,7 @@ if (why !== undefined) {
 
         const stop = await dev.ask('container.stop', { name: web, timeoutS: 5 });
         t.same(stop.result, { name: web, exitCode: 0 }, 'it trapped SIGTERM and exited 0');
-        t.notOk(alive(pid), 'the process is gone');
+        t.notOk(isPidAlive(pid), 'the process is gone');
         const all = await dev.ask('container.list', { all: true });
         t.match((all.result as PsEntry[]).find((c) => c.name === web), { state: 'exited', exitCode: 0 });
         const running = await dev.ask('container.list');
@@ -209,6 +198,7 @@ if (why !== undefined) {
   }
 
   t.test('nothing is left: containers, cgroups, mounts', async (t) => {
+    const { fx } = bed;
     const left = await fx.cleanup();
     t.same(left, { cgroups: [], mounts: [], containers: [] });
   });

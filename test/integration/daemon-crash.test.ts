@@ -6,18 +6,14 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { isPidAlive } from '../../shared/process.js';
 import { BROKERS, startMosquitto } from '../helpers/brokers.js';
 import {
-  busyboxImageTarball, cannotRun, DaemonFixture, Device, ImageServer, json, sha256, until, type PsEntry,
+  busyboxImageTarball, cannotRun, DaemonFixture, daemonTestbed, Device, json, sha256, until, type PsEntry,
 } from '../helpers/daemon-fixture.js';
 
 const LOOP = (tag: string): string[] =>
   ['sh', '-c', `echo ${tag}; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done`];
-
-const alive = (pid: number | undefined): boolean => {
-  if (pid === undefined) return false;
-  try { process.kill(pid, 0); return true; } catch { return false; }
-};
 
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`);
@@ -31,19 +27,11 @@ const why = cannotRun();
 if (why !== undefined) {
   t.plan(0, why);
 } else {
-  let fx: DaemonFixture;
-  let http: ImageServer;
-  t.before(async () => {
-    fx = await DaemonFixture.create();
-    http = await ImageServer.start();
-  });
-  t.teardown(async () => {
-    await fx?.cleanup();
-    await http?.close();
-  });
+  const bed = daemonTestbed(t);
 
   for (const { kind, start } of BROKERS) {
     t.test(`SIGKILL, adoption, one daemon per data dir, broker restart over ${kind}`, async (t) => {
+      const { fx } = bed;
       const group = t;
       const broker = await start();
       t.teardown(() => broker.close());
@@ -66,7 +54,7 @@ if (why !== undefined) {
         const retained = await late.status(false).finally(() => late.close());
         t.equal(retained.retain, true, 'the will is retained: a later subscriber sees the agent is gone');
         t.match((await fx.ps()).find((c) => c.name === keep), { status: 'running', pid }, 'feather-agent ps: still running');
-        t.ok(alive(pid));
+        t.ok(isPidAlive(pid));
       });
 
       let second: Awaited<ReturnType<DaemonFixture['startDaemon']>>;
@@ -78,7 +66,7 @@ if (why !== undefined) {
         t.match(await second.waitForLog('agent.starting'), { reaped: [] }, 'nothing reaped');
         const list = await dev.ask('container.list');
         t.match((list.result as PsEntry[]).find((c) => c.name === keep), { state: 'running', pid });
-        t.ok(alive(pid));
+        t.ok(isPidAlive(pid));
         t.match(await dev.ask('container.logs', { name: keep }), { ok: true, result: { lines: ['kept'] } });
       });
 
@@ -102,7 +90,7 @@ if (why !== undefined) {
         const down = await get(second.metricsPort, '/metrics');
         t.equal(metric(down.body, 'feather_mqtt_connected'), '0', 'feather_mqtt_connected 0 while it is away');
         t.same(JSON.parse((await get(second.metricsPort, '/healthz')).body), { status: 'ok', mqtt: { connected: false } }, '/healthz still ok, reports the broker');
-        t.ok(alive(pid), 'the container did not notice');
+        t.ok(isPidAlive(pid), 'the container did not notice');
         const after = dev.mark();
         await broker.restart();
         await second.waitForLog('mqtt.connected', { after: mark, ms: 20_000 });
@@ -115,15 +103,16 @@ if (why !== undefined) {
 
       t.test('SIGTERM: the daemon goes, the container stays', async (t) => {
         t.same(await second.stop(), { code: 0, signal: null });
-        t.ok(alive(pid));
+        t.ok(isPidAlive(pid));
         const r = await fx.cli(['rm', '-f', keep]);
         t.equal(r.code, 0, r.stderr);
-        t.notOk(alive(pid));
+        t.notOk(isPidAlive(pid));
       });
     });
   }
 
   t.test('SIGKILL halfway through a pull, then the pull redone after a restart', async (t) => {
+    const { fx, http } = bed;
     const broker = await startMosquitto();
     t.teardown(() => broker.close());
     const id = `${fx.tag}-pull`;
@@ -180,6 +169,7 @@ if (why !== undefined) {
   });
 
   t.test('a container of another data dir on this host does not keep the daemon from starting', async (t) => {
+    const { fx } = bed;
     // ShimRuntime.gc() takes every cgroup under feather/ that its data dir does not know for an
     // orphan; a busy one (another data dir's running container) cannot be removed.
     const other = await DaemonFixture.create();
@@ -198,6 +188,7 @@ if (why !== undefined) {
   });
 
   t.test('nothing is left: containers, cgroups, mounts', async (t) => {
+    const { fx } = bed;
     const left = await fx.cleanup();
     t.same(left, { cgroups: [], mounts: [], containers: [] });
   });

@@ -5,17 +5,15 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isPidAlive } from '../../shared/process.js';
 import { BROKERS } from '../helpers/brokers.js';
-import { busyboxImageTarball, cannotRun, DaemonFixture, Device, ImageServer, type PsEntry, type ReportedDoc } from '../helpers/daemon-fixture.js';
+import {
+  busyboxImageTarball, cannotRun, daemonTestbed, Device, type PsEntry, type ReportedDoc,
+} from '../helpers/daemon-fixture.js';
 
 // PID 1 shell that prints its tag, then exits 0 at once on SIGTERM (a stop costs no timeout).
 const LOOP = (tag: string): string[] =>
   ['sh', '-c', `echo ${tag}; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done`];
-
-const alive = (pid: number | undefined): boolean => {
-  if (pid === undefined) return false;
-  try { process.kill(pid, 0); return true; } catch { return false; }
-};
 
 const phases = (r: ReportedDoc): Record<string, string> => Object.fromEntries(r.workloads.map((w) => [w.name, w.phase]));
 
@@ -23,19 +21,11 @@ const why = cannotRun();
 if (why !== undefined) {
   t.plan(0, why);
 } else {
-  let fx: DaemonFixture;
-  let http: ImageServer;
-  t.before(async () => {
-    fx = await DaemonFixture.create();
-    http = await ImageServer.start();
-  });
-  t.teardown(async () => {
-    await fx?.cleanup();
-    await http?.close();
-  });
+  const bed = daemonTestbed(t);
 
   for (const { kind, start } of BROKERS) {
     t.test(`desired state over ${kind}`, async (t) => {
+      const { fx, http } = bed;
       const broker = await start();
       t.teardown(() => broker.close());
       const id = `${fx.tag}-${kind}`;
@@ -54,7 +44,7 @@ if (why !== undefined) {
         const r = await fx.cli(['run', '-d', '--image', 'busybox', '--name', hand, '--', 'sleep', '300']);
         t.equal(r.code, 0, r.stderr);
         handPid = ours(await fx.ps())[hand]?.pid;
-        t.ok(alive(handPid), 'runs');
+        t.ok(isPidAlive(handPid), 'runs');
       });
 
       t.test('desired generation 1 (mosquitto_pub -r): both workloads run, reported with the generation', async (t) => {
@@ -71,7 +61,7 @@ if (why !== undefined) {
         gen1 = ours(await fx.ps());
         for (const n of [a, b]) {
           t.match(gen1[n], { status: 'running', image: 'busybox', labels: { 'feather.owner': 'desired', 'feather.generation': '1' } }, `${n} runs, owned`);
-          t.ok(alive(gen1[n]?.pid), `${n}'s pid is alive`);
+          t.ok(isPidAlive(gen1[n]?.pid), `${n}'s pid is alive`);
         }
         t.equal(gen1[hand]?.pid, handPid, 'the hand-started container is untouched');
         t.notOk(gen1[hand]?.labels['feather.owner'], 'and not owned');
@@ -96,10 +86,10 @@ if (why !== undefined) {
         gen2 = ours(await fx.ps());
         t.match(gen2[a], { status: 'running', labels: { 'feather.generation': '2' } });
         t.not(gen2[a]?.pid, gen1[a]?.pid, 'a was replaced: a new process');
-        t.ok(alive(gen2[a]?.pid));
-        t.notOk(alive(gen1[a]?.pid), 'the old one is gone');
+        t.ok(isPidAlive(gen2[a]?.pid));
+        t.notOk(isPidAlive(gen1[a]?.pid), 'the old one is gone');
         t.notOk(gen2[b], 'b was removed');
-        t.notOk(alive(gen1[b]?.pid), 'and its process is gone');
+        t.notOk(isPidAlive(gen1[b]?.pid), 'and its process is gone');
         t.match(gen2[c], { status: 'running', image, imageSha256: sha256 });
         t.ok(http.requests.some((r) => r.path === `/${kind}/desired.tar.gz` && r.status === 200), 'the image came from the HTTP server');
         t.equal(gen2[hand]?.pid, handPid, 'the hand-started container is untouched');
@@ -136,7 +126,7 @@ if (why !== undefined) {
         const now = ours(await fx.ps());
         t.same(Object.keys(now), [hand], 'only the hand-started container is left');
         t.match(now[hand], { status: 'running', pid: handPid });
-        t.notOk(alive(gen2[a]?.pid) || alive(gen2[c]?.pid), 'the owned processes are gone');
+        t.notOk(isPidAlive(gen2[a]?.pid) || isPidAlive(gen2[c]?.pid), 'the owned processes are gone');
         const late = await Device.open(broker, id);
         t.teardown(() => late.close());
         await late.status(true);
@@ -151,6 +141,7 @@ if (why !== undefined) {
   }
 
   t.test('nothing is left: containers, cgroups, mounts', async (t) => {
+    const { fx } = bed;
     const left = await fx.cleanup();
     t.same(left, { cgroups: [], mounts: [], containers: [] });
   });
